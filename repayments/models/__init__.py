@@ -1,0 +1,47 @@
+"""Repayment models, split by sub-domain; import from here."""
+
+from repayments.models.audit import AuditChainHead, AuditEntry
+from repayments.models.loans import BoundCard, Installment, Loan, LoanStatus
+from repayments.models.payments import (
+    Allocation,
+    Channel,
+    EventKind,
+    Initiator,
+    Payment,
+    PaymentAttempt,
+    PaymentEvent,
+    PaymentPurpose,
+)
+from repayments.models.products import (
+    CREDIT_FUNDED_METHOD_TYPES,
+    AmortizationMethod,
+    LoanProduct,
+    PaymentMethodType,
+)
+from repayments.models.settlement import SettlementQuote, SettlementQuoteLine
+from repayments.models.users import Role, User
+
+__all__ = [
+    "CREDIT_FUNDED_METHOD_TYPES",
+    "Allocation",
+    "AmortizationMethod",
+    "AuditChainHead",
+    "AuditEntry",
+    "BoundCard",
+    "Channel",
+    "EventKind",
+    "Initiator",
+    "Installment",
+    "Loan",
+    "LoanProduct",
+    "LoanStatus",
+    "Payment",
+    "PaymentAttempt",
+    "PaymentEvent",
+    "PaymentMethodType",
+    "PaymentPurpose",
+    "Role",
+    "SettlementQuote",
+    "SettlementQuoteLine",
+    "User",
+]

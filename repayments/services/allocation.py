@@ -1,0 +1,223 @@
+"""Booking a succeeded payment to installments, exactly once (rules 3, 6, 7)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from repayments.domain.allocation import (
+    AllocationPlan,
+    Component,
+    Due,
+    allocate,
+    installment_dues,
+    is_on_time,
+    penalty_to_accrue,
+)
+from repayments.domain.money import ZERO
+from repayments.domain.settlement import OpenInstallment, settlement_dues
+from repayments.domain.states import PaymentStatus
+from repayments.models import (
+    Allocation,
+    EventKind,
+    Installment,
+    Loan,
+    LoanStatus,
+    Payment,
+    PaymentPurpose,
+)
+from repayments.services.audit import audit_append
+from repayments.services.errors import AlreadyAllocated, PaymentNotSucceeded
+from repayments.services.timeline import timeline_record
+
+_PAID_FIELD = {
+    Component.PENALTY: "penalty_paid",
+    Component.FEE: "fee_paid",
+    Component.INTEREST: "interest_paid",
+    Component.PRINCIPAL: "principal_paid",
+}
+_DUE_FIELD = {
+    Component.PENALTY: "penalty_due",
+    Component.FEE: "fee_due",
+    Component.INTEREST: "interest_due",
+    Component.PRINCIPAL: "principal_due",
+}
+
+
+def payment_allocate(*, payment_id: int, now: datetime) -> list[Allocation]:
+    """Book a succeeded payment to its loan's installments; leftover becomes credit.
+
+    :raises PaymentNotSucceeded: unless the payment succeeded.
+    :raises AlreadyAllocated: on a second call for the same payment.
+    """
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.status != PaymentStatus.SUCCEEDED:
+            raise PaymentNotSucceeded()
+        if payment.allocated_at is not None:
+            raise AlreadyAllocated()
+        loan = Loan.objects.select_for_update().select_related("product").get(pk=payment.loan_id)
+        value_date = timezone.localdate(payment.value_at or now)
+        installments = list(
+            Installment.objects.select_for_update().filter(loan=loan).order_by("number")
+        )
+        accrue_penalties(loan, installments, as_of=value_date)
+        plan, credit_used = _plan(payment, loan, installments, value_date)
+        rows = _book(payment, installments, plan, value_date, now)
+        _update_loan(loan, installments, plan, credit_used, value_date)
+        payment.allocated_at = now
+        payment.credit_applied = credit_used
+        payment.credit_added = plan.leftover
+        payment.save(update_fields=["allocated_at", "credit_applied", "credit_added"])
+        _record(payment, loan, plan, value_date, now)
+    return rows
+
+
+def accrue_penalties(loan: Loan, installments: Sequence[Installment], *, as_of: date) -> None:
+    """Add late penalties accrued up to ``as_of`` to each overdue installment (in memory)."""
+    for item in installments:
+        owed = item.outstanding()
+        base = owed[Component.PRINCIPAL] + owed[Component.INTEREST]
+        extra = penalty_to_accrue(
+            overdue_base=base,
+            daily_rate_percent=loan.product.penalty_daily_rate_percent,
+            due_date=item.due_date,
+            grace_days=loan.product.grace_days,
+            accrued_through=item.penalty_accrued_through,
+            as_of=as_of,
+        )
+        if extra > 0:
+            item.penalty_due += extra
+            item.penalty_accrued_through = as_of
+
+
+def open_installments(loan: Loan, installments: Sequence[Installment]) -> list[OpenInstallment]:
+    """Pair each installment's balance with the start of its period."""
+    starts = [loan.start_date] + [i.due_date for i in installments[:-1]]
+    return [OpenInstallment(i.balance(), start) for i, start in zip(installments, starts, strict=True)]
+
+
+def settlement_dues_for(loan: Loan, installments: Sequence[Installment], on: date) -> list[Due]:
+    """What settling ``loan`` on ``on`` costs, from its current (penalty-accrued) state."""
+    return settlement_dues(
+        installments=open_installments(loan, installments),
+        settlement_date=on,
+        annual_rate_percent=loan.annual_rate_percent,
+        early_fee_percent=loan.product.early_settlement_fee_percent,
+        order=loan.product.components_in_order,
+    )
+
+
+def _plan(
+    payment: Payment, loan: Loan, installments: list[Installment], value_date: date
+) -> tuple[AllocationPlan, Decimal]:
+    if payment.purpose == PaymentPurpose.EARLY_SETTLEMENT and payment.quote is not None:
+        dues = settlement_dues_for(loan, installments, payment.quote.settlement_date)
+        owed = sum((d.amount for d in dues), ZERO)
+        credit = min(loan.credit_balance, owed)
+        plan = allocate(payment.amount + credit, dues)
+        if plan.leftover >= 0 and plan.allocated == owed:
+            _waive_unquoted(installments, plan)
+            return plan, credit
+    # A regular payment pays what is due by its value date, then the next installment.
+    unpaid = [i for i in installments if not i.is_paid]
+    current = [i for i in unpaid if i.due_date <= value_date] or unpaid[:1]
+    if unpaid and current[-1] is not unpaid[-1] and current[-1].due_date <= value_date:
+        current.append(unpaid[len(current)])
+    dues = installment_dues((i.balance() for i in current), loan.product.components_in_order)
+    return allocate(payment.amount, dues), ZERO
+
+
+def _waive_unquoted(installments: list[Installment], plan: AllocationPlan) -> None:
+    """On settlement, interest and fees of future periods beyond the quote are waived."""
+    paid: dict[tuple[int, Component], Decimal] = {}
+    for line in plan.lines:
+        if line.installment_id is not None:
+            paid[(line.installment_id, line.component)] = line.amount
+    for item in installments:
+        for component in (Component.INTEREST, Component.FEE, Component.PENALTY):
+            owed = item.outstanding()[component]
+            charged = paid.get((item.pk, component), ZERO)
+            if owed > charged:
+                setattr(item, _DUE_FIELD[component], getattr(item, _DUE_FIELD[component]) - owed + charged)
+
+
+def _book(
+    payment: Payment,
+    installments: list[Installment],
+    plan: AllocationPlan,
+    value_date: date,
+    now: datetime,
+) -> list[Allocation]:
+    by_id = {i.pk: i for i in installments}
+    for line in plan.lines:
+        if line.installment_id is not None:
+            item = by_id[line.installment_id]
+            field = _PAID_FIELD[line.component]
+            setattr(item, field, getattr(item, field) + line.amount)
+    for item in installments:
+        if item.paid_value_date is None and item.is_paid:
+            item.paid_value_date = value_date
+            item.paid_on_time = is_on_time(
+                value_date=value_date, due_date=item.due_date, grace_days=payment.loan.product.grace_days
+            )
+    Installment.objects.bulk_update(
+        installments,
+        [*_PAID_FIELD.values(), *_DUE_FIELD.values(), "penalty_accrued_through", "paid_value_date", "paid_on_time"],
+    )
+    return Allocation.objects.bulk_create(
+        Allocation(
+            payment=payment,
+            installment_id=line.installment_id,
+            component=line.component,
+            amount=line.amount,
+            value_date=value_date,
+            created_at=now,
+        )
+        for line in plan.lines
+    )
+
+
+def _update_loan(
+    loan: Loan,
+    installments: list[Installment],
+    plan: AllocationPlan,
+    credit_used: Decimal,
+    value_date: date,
+) -> None:
+    loan.credit_balance += plan.leftover - credit_used
+    fields = ["credit_balance"]
+    if all(i.is_paid for i in installments):
+        early = any(i.due_date > value_date for i in installments)
+        loan.status = LoanStatus.SETTLED_EARLY if early else LoanStatus.SETTLED
+        loan.settled_date = value_date
+        fields += ["status", "settled_date"]
+    loan.save(update_fields=fields)
+
+
+def _record(
+    payment: Payment, loan: Loan, plan: AllocationPlan, value_date: date, now: datetime
+) -> None:
+    lines = [
+        {"installment": line.installment_id, "component": line.component, "amount": str(line.amount)}
+        for line in plan.lines
+    ]
+    summary = f"allocated {plan.allocated} (value date {value_date}), credit {plan.leftover}"
+    timeline_record(
+        payment=payment,
+        kind=EventKind.ALLOCATION,
+        summary=summary,
+        now=now,
+        data={"lines": lines, "credit_added": str(plan.leftover)},
+    )
+    audit_append(
+        action="payment.allocated",
+        object_type="payment",
+        object_id=payment.public_id,
+        now=now,
+        data={"loan": loan.contract_number, "allocated": str(plan.allocated), "credit": str(plan.leftover), "loan_status": loan.status},
+    )

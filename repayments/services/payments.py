@@ -1,0 +1,345 @@
+"""Payments and their channel attempts: creation, idempotency and the state machine.
+
+Every status change goes through :func:`attempt_record_outcome`, which locks
+the payment, checks the transition table, writes the timeline and the audit
+log, and books a success to installments in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+
+from repayments.domain.money import parse_amount
+from repayments.domain.states import (
+    OPEN_ATTEMPT_STATUSES,
+    AttemptStatus,
+    PaymentStatus,
+    check_attempt_transition,
+    check_payment_transition,
+)
+from repayments.models import (
+    Channel,
+    EventKind,
+    Initiator,
+    Loan,
+    LoanStatus,
+    Payment,
+    PaymentAttempt,
+    PaymentMethodType,
+    PaymentPurpose,
+    SettlementQuote,
+    User,
+)
+from repayments.services.allocation import payment_allocate
+from repayments.services.audit import audit_append
+from repayments.services.errors import (
+    AttemptAlreadyOpen,
+    IdempotencyKeyReused,
+    LoanNotRepayable,
+    MethodNotAllowed,
+    PaymentNotPayable,
+    QuoteNotUsable,
+)
+from repayments.services.timeline import timeline_record
+
+PAYABLE_STATUSES = frozenset({PaymentStatus.CREATED, PaymentStatus.PROCESSING, PaymentStatus.FAILED})
+NOT_PAID_OUTCOMES = frozenset({AttemptStatus.FAILED, AttemptStatus.CLOSED})
+
+
+def _fingerprint(*, loan: Loan, amount: Decimal, purpose: str, quote: SettlementQuote | None) -> str:
+    body = json.dumps([loan.pk, str(amount), purpose, str(quote.public_id) if quote else None])
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def payment_create(
+    *,
+    loan: Loan,
+    amount: Decimal | str,
+    now: datetime,
+    idempotency_key: str | None = None,
+    quote: SettlementQuote | None = None,
+    initiated_by: Initiator = Initiator.BORROWER,
+    actor: User | None = None,
+) -> Payment:
+    """Create a payment for ``loan``; the same key and body return the same payment.
+
+    :raises InvalidAmount: for a malformed amount.
+    :raises IdempotencyKeyReused: when the key was used for a different body.
+    :raises LoanNotRepayable: when the loan is settled.
+    :raises QuoteNotUsable: for an expired, foreign or mismatched settlement quote.
+    """
+    value = parse_amount(amount)
+    purpose = PaymentPurpose.EARLY_SETTLEMENT if quote else PaymentPurpose.INSTALLMENT
+    fingerprint = _fingerprint(loan=loan, amount=value, purpose=purpose, quote=quote)
+    if idempotency_key:
+        replay = _replayed(loan.borrower_id, idempotency_key, fingerprint)
+        if replay:
+            return replay
+    if loan.status != LoanStatus.ACTIVE:
+        raise LoanNotRepayable()
+    if quote and (quote.loan_id != loan.pk or quote.valid_until < now or quote.total != value):
+        raise QuoteNotUsable()
+    try:
+        with transaction.atomic():
+            payment = Payment.objects.create(
+                loan=loan,
+                borrower_id=loan.borrower_id,
+                amount=value,
+                purpose=purpose,
+                initiated_by=initiated_by,
+                idempotency_key=idempotency_key or None,
+                request_fingerprint=fingerprint,
+                quote=quote,
+                created_at=now,
+                updated_at=now,
+            )
+            timeline_record(
+                payment=payment,
+                kind=EventKind.CREATED,
+                summary=f"{purpose} payment of {value} created by {initiated_by}",
+                now=now,
+                to_status=PaymentStatus.CREATED,
+            )
+            audit_append(
+                action="payment.created",
+                object_type="payment",
+                object_id=payment.public_id,
+                now=now,
+                actor=actor,
+                data={"loan": loan.contract_number, "amount": str(value), "purpose": purpose},
+            )
+    except IntegrityError:
+        # Two requests with the same key raced; the loser answers like a replay.
+        if idempotency_key:
+            replay = _replayed(loan.borrower_id, idempotency_key, fingerprint)
+            if replay:
+                return replay
+        raise
+    return payment
+
+
+def _replayed(borrower_id: int, key: str, fingerprint: str) -> Payment | None:
+    existing = Payment.objects.filter(borrower_id=borrower_id, idempotency_key=key).first()
+    if existing and existing.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused()
+    return existing
+
+
+def attempt_open(
+    *,
+    payment_id: int,
+    channel: Channel,
+    method_type: PaymentMethodType,
+    now: datetime,
+) -> PaymentAttempt:
+    """Start one channel try for the payment with a fresh merchant order number.
+
+    :raises PaymentNotPayable: when the payment already succeeded or was cancelled.
+    :raises MethodNotAllowed: when the loan product does not accept the method.
+    :raises AttemptAlreadyOpen: while another attempt on the loan is unresolved.
+    """
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().select_related("loan__product").get(pk=payment_id)
+        if payment.status not in PAYABLE_STATUSES:
+            raise PaymentNotPayable()
+        if method_type not in payment.loan.product.allowed_method_types:
+            raise MethodNotAllowed()
+        if PaymentAttempt.objects.filter(
+            loan_id=payment.loan_id, status__in=OPEN_ATTEMPT_STATUSES
+        ).exists():
+            raise AttemptAlreadyOpen()
+        try:
+            with transaction.atomic():
+                attempt = PaymentAttempt.objects.create(
+                    payment=payment,
+                    loan_id=payment.loan_id,
+                    channel=channel,
+                    method_type=method_type,
+                    out_trade_no=f"AX{now:%Y%m%d}{secrets.token_hex(10).upper()}",
+                    amount=payment.amount,
+                    created_at=now,
+                    updated_at=now,
+                )
+        except IntegrityError as exc:
+            raise AttemptAlreadyOpen() from exc
+        if payment.status != PaymentStatus.PROCESSING:
+            _move_payment(payment, PaymentStatus.PROCESSING, now=now, attempt=attempt)
+        timeline_record(
+            payment=payment,
+            attempt=attempt,
+            kind=EventKind.REQUEST,
+            summary=f"order {attempt.out_trade_no} opened with {channel} ({method_type})",
+            now=now,
+            to_status=AttemptStatus.SUBMITTING,
+        )
+    return attempt
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the channel said about an attempt."""
+
+    status: AttemptStatus
+    source: EventKind  # REQUEST (synchronous answer), CALLBACK or POLL
+    accepted_at: datetime | None = None
+    channel_trade_no: str = ""
+    failure_code: str = ""
+    failure_message: str = ""
+
+
+def attempt_record_outcome(*, attempt_id: int, outcome: Outcome, now: datetime) -> PaymentAttempt:
+    """Apply a channel result to an attempt and its payment, exactly once.
+
+    Duplicates are recorded and change nothing; a failure after success is
+    recorded and ignored (rule 2); a success after failure or closing makes
+    the payment succeeded and books it.
+
+    :raises IllegalTransition: for a result the state machine cannot accept.
+    """
+    with transaction.atomic():
+        attempt = PaymentAttempt.objects.select_related("payment").get(pk=attempt_id)
+        payment = Payment.objects.select_for_update().get(pk=attempt.payment_id)
+        attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
+        if _is_ignorable(attempt, outcome):
+            _record_ignored(payment, attempt, outcome, now)
+            return attempt
+        previous = attempt.status
+        check_attempt_transition(previous, outcome.status)
+        _apply_outcome(attempt, outcome, now)
+        timeline_record(
+            payment=payment,
+            attempt=attempt,
+            kind=outcome.source,
+            summary=f"{attempt.channel} says {outcome.status}"
+            + (f" ({outcome.failure_code})" if outcome.failure_code else ""),
+            now=now,
+            from_status=previous,
+            to_status=outcome.status,
+            data={"channel_trade_no": outcome.channel_trade_no},
+        )
+        _follow_attempt(payment, attempt, previous=previous, now=now)
+    return attempt
+
+
+def _is_ignorable(attempt: PaymentAttempt, outcome: Outcome) -> bool:
+    if outcome.status == attempt.status:
+        return True  # duplicate delivery
+    final_unpaid = attempt.status in NOT_PAID_OUTCOMES and outcome.status != AttemptStatus.SUCCEEDED
+    return attempt.status == AttemptStatus.SUCCEEDED or final_unpaid
+
+
+def _record_ignored(payment: Payment, attempt: PaymentAttempt, outcome: Outcome, now: datetime) -> None:
+    timeline_record(
+        payment=payment,
+        attempt=attempt,
+        kind=EventKind.IGNORED,
+        summary=f"{outcome.source} said {outcome.status} while the attempt is {attempt.status}",
+        now=now,
+        from_status=attempt.status,
+        to_status=attempt.status,
+        data={"reported": outcome.status, "source": outcome.source},
+    )
+
+
+def _apply_outcome(attempt: PaymentAttempt, outcome: Outcome, now: datetime) -> None:
+    attempt.status = outcome.status
+    attempt.channel_trade_no = outcome.channel_trade_no or attempt.channel_trade_no
+    if outcome.status == AttemptStatus.SUCCEEDED:
+        attempt.accepted_at = outcome.accepted_at or now
+    attempt.failure_code = outcome.failure_code[:64]
+    attempt.failure_message = outcome.failure_message[:200]
+    attempt.updated_at = now
+    attempt.save(
+        update_fields=[
+            "status",
+            "channel_trade_no",
+            "accepted_at",
+            "failure_code",
+            "failure_message",
+            "updated_at",
+        ]
+    )
+
+
+def _follow_attempt(
+    payment: Payment, attempt: PaymentAttempt, *, previous: str, now: datetime
+) -> None:
+    """Move the payment as its attempt moved."""
+    if attempt.status == AttemptStatus.SUCCEEDED:
+        if payment.status == PaymentStatus.SUCCEEDED:
+            # A second attempt also took money: keep one, the other must be refunded.
+            timeline_record(
+                payment=payment,
+                attempt=attempt,
+                kind=EventKind.NOTE,
+                summary=f"duplicate success on {attempt.out_trade_no}: refund required",
+                now=now,
+                data={"refund_required": attempt.out_trade_no},
+            )
+            return
+        late = payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELLED)
+        payment.value_at = attempt.accepted_at
+        payment.succeeded_at = now
+        payment.failure_reason = ""
+        _move_payment(payment, PaymentStatus.SUCCEEDED, now=now, attempt=attempt, late=late)
+        payment_allocate(payment_id=payment.pk, now=now)
+    elif attempt.status in NOT_PAID_OUTCOMES and payment.status == PaymentStatus.PROCESSING:
+        payment.failure_reason = attempt.failure_message or attempt.failure_code or attempt.status
+        _move_payment(payment, PaymentStatus.FAILED, now=now, attempt=attempt)
+
+
+def _move_payment(
+    payment: Payment,
+    target: PaymentStatus,
+    *,
+    now: datetime,
+    attempt: PaymentAttempt | None = None,
+    late: bool = False,
+) -> None:
+    previous = payment.status
+    check_payment_transition(previous, target)
+    payment.status = target
+    payment.updated_at = now
+    payment.save(
+        update_fields=["status", "updated_at", "value_at", "succeeded_at", "failure_reason"]
+    )
+    data = {"late_success": True} if late else {}
+    summary = f"payment {previous} -> {target}" + (" (late success: money arrived)" if late else "")
+    timeline_record(
+        payment=payment,
+        attempt=attempt,
+        kind=EventKind.STATE_CHANGE,
+        summary=summary,
+        now=now,
+        from_status=previous,
+        to_status=target,
+        data=data,
+    )
+    audit_append(
+        action=f"payment.{target}",
+        object_type="payment",
+        object_id=payment.public_id,
+        now=now,
+        data={"from": previous, **data},
+    )
+
+
+def payment_cancel(*, payment_id: int, now: datetime, actor: User | None = None) -> Payment:
+    """Cancel a payment that has no attempt in flight.
+
+    :raises AttemptAlreadyOpen: while an attempt could still take money.
+    :raises IllegalTransition: when the payment is already final.
+    """
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.attempts.filter(status__in=OPEN_ATTEMPT_STATUSES).exists():
+            raise AttemptAlreadyOpen()
+        _move_payment(payment, PaymentStatus.CANCELLED, now=now)
+    return payment
