@@ -64,6 +64,7 @@ ATTEMPT_TRANSITIONS: dict[AttemptStatus, frozenset[AttemptStatus]] = {
             AttemptStatus.UNKNOWN,
             AttemptStatus.SUCCEEDED,
             AttemptStatus.FAILED,
+            AttemptStatus.CLOSED,
         }
     ),
     AttemptStatus.PENDING: frozenset(
@@ -120,5 +121,5 @@ def _check(
     except ValueError:
         raise IllegalTransition(f"unknown {label} status {current!r} or {new!r}") from None
     if target not in table[source]:
-        raise IllegalTransition(f"a {label} cannot go from {source} to {target}")
+        raise IllegalTransition(f"{label} cannot go from {source} to {target}")
     return target

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -67,24 +68,37 @@ class LoanProduct(models.Model):
         _("amortization method"), max_length=20, choices=AmortizationMethod.choices
     )
     annual_rate_percent = models.DecimalField(
-        _("annual interest rate (%)"), max_digits=7, decimal_places=4
+        _("annual interest rate (%)"),
+        max_digits=7,
+        decimal_places=4,
+        validators=[MinValueValidator(0), MaxValueValidator(36)],
     )
-    term_months = models.PositiveSmallIntegerField(_("term (months)"))
+    term_months = models.PositiveSmallIntegerField(
+        _("term (months)"), validators=[MinValueValidator(1), MaxValueValidator(360)]
+    )
     monthly_fee = models.DecimalField(
-        _("monthly service fee"), max_digits=12, decimal_places=2, default=Decimal("0.00")
+        _("monthly service fee"),
+        max_digits=12,
+        decimal_places=2,
+        default=Decimal("0.00"),
+        validators=[MinValueValidator(0)],
     )
     early_settlement_fee_percent = models.DecimalField(
         _("early-settlement fee (% of outstanding principal)"),
         max_digits=5,
         decimal_places=2,
         default=Decimal("0.00"),
+        validators=[MinValueValidator(0), MaxValueValidator(10)],
     )
-    grace_days = models.PositiveSmallIntegerField(_("grace days"), default=3)
+    grace_days = models.PositiveSmallIntegerField(
+        _("grace days"), default=3, validators=[MaxValueValidator(30)]
+    )
     penalty_daily_rate_percent = models.DecimalField(
         _("late penalty per day (% of overdue amount)"),
         max_digits=7,
         decimal_places=4,
         default=Decimal("0.0500"),
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
     )
     allocation_order = models.JSONField(
         _("allocation order"),
@@ -107,7 +121,7 @@ class LoanProduct(models.Model):
             models.CheckConstraint(
                 condition=Q(annual_rate_percent__gte=0, annual_rate_percent__lte=36),
                 name="product_rate_range",
-                violation_error_message=_("The annual rate must be between 0% and 36%."),
+                violation_error_message=_("The annual rate must be between 0%% and 36%%."),
             ),
             models.CheckConstraint(
                 condition=Q(term_months__gte=1, term_months__lte=360),
@@ -122,12 +136,12 @@ class LoanProduct(models.Model):
             models.CheckConstraint(
                 condition=Q(early_settlement_fee_percent__gte=0, early_settlement_fee_percent__lte=10),
                 name="product_early_fee_range",
-                violation_error_message=_("The early-settlement fee must be between 0% and 10%."),
+                violation_error_message=_("The early-settlement fee must be between 0%% and 10%%."),
             ),
             models.CheckConstraint(
                 condition=Q(penalty_daily_rate_percent__gte=0, penalty_daily_rate_percent__lte=1),
                 name="product_penalty_range",
-                violation_error_message=_("The daily penalty rate must be between 0% and 1%."),
+                violation_error_message=_("The daily penalty rate must be between 0%% and 1%%."),
             ),
             models.CheckConstraint(
                 condition=Q(grace_days__lte=30),

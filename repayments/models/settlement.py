@@ -34,12 +34,6 @@ class SettlementQuote(models.Model):
         verbose_name = _("settlement quote")
         verbose_name_plural = _("settlement quotes")
         ordering = ["-computed_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(total=models.F("gross_total") - models.F("credit_applied")),
-                name="quote_total_is_gross_minus_credit",
-            )
-        ]
 
     def __str__(self) -> str:
         return f"{self.loan} {self.settlement_date} {self.total}"

@@ -1,0 +1,47 @@
+"""Driving payments through the real services, as a channel would."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from repayments.domain.states import AttemptStatus
+from repayments.models import Channel, EventKind, Loan, Payment, PaymentAttempt, PaymentMethodType
+from repayments.services.payments import Outcome, attempt_open, attempt_record_outcome, payment_create
+
+
+def open_attempt(
+    loan: Loan, amount: Decimal | str, when: datetime, *, key: str | None = None
+) -> tuple[Payment, PaymentAttempt]:
+    payment = payment_create(loan=loan, amount=amount, now=when, idempotency_key=key)
+    attempt = attempt_open(
+        payment_id=payment.pk,
+        channel=Channel.UNIONPAY,
+        method_type=PaymentMethodType.BANK_DEBIT_CARD,
+        now=when,
+    )
+    return payment, attempt
+
+
+def report(
+    attempt: PaymentAttempt,
+    status: AttemptStatus,
+    when: datetime,
+    *,
+    accepted_at: datetime | None = None,
+    source: EventKind = EventKind.CALLBACK,
+) -> PaymentAttempt:
+    outcome = Outcome(
+        status=status,
+        source=source,
+        accepted_at=accepted_at or (when if status == AttemptStatus.SUCCEEDED else None),
+        failure_code="" if status == AttemptStatus.SUCCEEDED else "INSUFFICIENT_FUNDS",
+    )
+    return attempt_record_outcome(attempt_id=attempt.pk, outcome=outcome, now=when)
+
+
+def pay(loan: Loan, amount: Decimal | str, when: datetime, **kwargs: object) -> Payment:
+    payment, attempt = open_attempt(loan, amount, when)
+    report(attempt, AttemptStatus.SUCCEEDED, when, **kwargs)  # type: ignore[arg-type]
+    payment.refresh_from_db()
+    return payment
