@@ -1,0 +1,110 @@
+"""Rules 3 and 4 under real concurrency: threads, real transactions, PostgreSQL row locks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from repayments.domain.states import AttemptStatus, PaymentStatus
+from repayments.models import Allocation, EventKind, Payment, PaymentAttempt
+from repayments.services.allocation import payment_allocate
+from repayments.services.audit import audit_append, audit_verify
+from repayments.services.errors import AlreadyAllocated, AttemptAlreadyOpen
+from repayments.services.payments import Outcome, attempt_record_outcome, payment_create
+from tests.conftest import at
+from tests.integration.helpers import open_attempt
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+DUE = date(2026, 2, 5)
+
+
+def race(workers: int, job: Callable[[int], Any]) -> list[Any]:
+    """Run ``job`` in ``workers`` threads released together; return results or exceptions."""
+    barrier = threading.Barrier(workers)
+    results: list[Any] = [None] * workers
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = job(index)
+        except Exception as exc:  # collected and asserted on by the test
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_two_workers_allocating_one_payment_book_it_once(make_loan) -> None:
+    loan = make_loan()
+    payment, attempt = open_attempt(loan, "8606.64", at(DUE))
+    # Succeeded but not yet booked: the moment a crash-and-retry would race.
+    Payment.objects.filter(pk=payment.pk).update(status=PaymentStatus.SUCCEEDED, value_at=at(DUE))
+    results = race(2, lambda _: payment_allocate(payment_id=payment.pk, now=at(DUE)))
+    assert sum(isinstance(r, AlreadyAllocated) for r in results) == 1
+    assert sum(isinstance(r, list) for r in results) == 1
+    total = sum(a.amount for a in Allocation.objects.filter(payment=payment))
+    assert total == Decimal("8606.64")
+    first = loan.installments.get(number=1)
+    assert first.principal_paid + first.interest_paid == Decimal("8606.64")
+
+
+def test_concurrent_duplicate_callbacks_apply_once(make_loan) -> None:
+    loan = make_loan()
+    payment, attempt = open_attempt(loan, "8606.64", at(DUE))
+    outcome = Outcome(status=AttemptStatus.SUCCEEDED, source=EventKind.CALLBACK, accepted_at=at(DUE))
+    results = race(8, lambda _: attempt_record_outcome(attempt_id=attempt.pk, outcome=outcome, now=at(DUE)))
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert Allocation.objects.filter(payment=payment).count() == 2
+    assert payment.events.filter(kind=EventKind.IGNORED).count() == 7
+    assert sum(a.amount for a in Allocation.objects.filter(payment=payment)) == Decimal("8606.64")
+
+
+def test_concurrent_attempts_on_one_loan_leave_one_open(make_loan) -> None:
+    from repayments.models import Channel, PaymentMethodType
+    from repayments.services.payments import attempt_open
+
+    loan = make_loan()
+    payments = [payment_create(loan=loan, amount="100.00", now=at(DUE)) for _ in range(4)]
+
+    def start(index: int) -> PaymentAttempt:
+        return attempt_open(
+            payment_id=payments[index].pk,
+            channel=Channel.ALIPAY,
+            method_type=PaymentMethodType.ALIPAY_BALANCE,
+            now=at(DUE),
+        )
+
+    results = race(4, start)
+    assert sum(isinstance(r, PaymentAttempt) for r in results) == 1
+    assert sum(isinstance(r, AttemptAlreadyOpen) for r in results) == 3
+    assert PaymentAttempt.objects.filter(loan=loan).count() == 1
+
+
+def test_concurrent_requests_with_one_idempotency_key_make_one_payment(make_loan) -> None:
+    loan = make_loan()
+    results = race(6, lambda _: payment_create(loan=loan, amount="100.00", now=at(DUE), idempotency_key="same"))
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert len({r.pk for r in results}) == 1
+    assert Payment.objects.filter(loan=loan).count() == 1
+
+
+def test_concurrent_audit_appends_keep_one_chain() -> None:
+    def append(index: int) -> None:
+        for n in range(10):
+            audit_append(action="race", object_type="t", object_id=f"{index}-{n}", now=at(DUE))
+
+    results = race(6, append)
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert audit_verify() is None
