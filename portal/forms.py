@@ -13,7 +13,9 @@ class SignInForm(AuthenticationForm):
     username = forms.CharField(
         label=_("Mobile number or username"),
         max_length=150,
-        widget=forms.TextInput(attrs={"autocomplete": "username", "inputmode": "text", "autofocus": True}),
+        widget=forms.TextInput(
+            attrs={"autocomplete": "username", "inputmode": "text", "autofocus": True}
+        ),
     )
     error_messages = {
         "invalid_login": _("The mobile number (or username) and password do not match."),

@@ -63,7 +63,9 @@ class UserAdmin(BaseUserAdmin):
         (_("Access"), {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
         (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
-    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("username", "password1", "password2")}),)
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("username", "password1", "password2")}),
+    )
 
     @admin.display(description=_("mobile number"))
     def masked_phone(self, obj: User) -> str:
@@ -72,7 +74,14 @@ class UserAdmin(BaseUserAdmin):
 
 @admin.register(LoanProduct)
 class LoanProductAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "amortization_method", "annual_rate_percent", "term_months", "is_active")
+    list_display = (
+        "code",
+        "name",
+        "amortization_method",
+        "annual_rate_percent",
+        "term_months",
+        "is_active",
+    )
     list_filter = ("amortization_method", "is_active")
     search_fields = ("code", "name")
 
@@ -147,7 +156,12 @@ class EventInline(admin.TabularInline):
 class PaymentAdmin(ReadOnlyAdmin):
     list_display = ("public_id", "loan", "amount", "purpose", "status", "created_at", "value_at")
     list_filter = ("status", "purpose", "initiated_by")
-    search_fields = ("public_id", "loan__contract_number", "attempts__out_trade_no", "borrower__phone")
+    search_fields = (
+        "public_id",
+        "loan__contract_number",
+        "attempts__out_trade_no",
+        "borrower__phone",
+    )
     list_select_related = ("loan",)
     date_hierarchy = "created_at"
     inlines = [AttemptInline, EventInline]

@@ -21,7 +21,9 @@ def loans_for_borrower(*, borrower: User, today: date) -> QuerySet[Loan]:
         .select_related("product")
         .annotate(
             is_overdue=Exists(overdue),
-            installments_left=Count("installments", filter=Q(installments__paid_value_date__isnull=True)),
+            installments_left=Count(
+                "installments", filter=Q(installments__paid_value_date__isnull=True)
+            ),
             principal_repaid=Sum("installments__principal_paid"),
         )
         .order_by("-start_date")

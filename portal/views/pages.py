@@ -18,7 +18,7 @@ def home(request: HttpRequest) -> HttpResponse:
     if not user.is_authenticated:
         return render(request, "portal/welcome.html")
     today = timezone.localdate()
-    loans = loans_for_borrower(borrower=user, today=today)  # type: ignore[arg-type]
+    loans = loans_for_borrower(borrower=user, today=today)
     return render(request, "portal/home.html", {"loans": loan_cards(loans), "today": today})
 
 

@@ -26,7 +26,12 @@ class Component(StrEnum):
     EARLY_SETTLEMENT_FEE = "early_settlement_fee"
 
 
-DEFAULT_ALLOCATION_ORDER = (Component.PENALTY, Component.FEE, Component.INTEREST, Component.PRINCIPAL)
+DEFAULT_ALLOCATION_ORDER = (
+    Component.PENALTY,
+    Component.FEE,
+    Component.INTEREST,
+    Component.PRINCIPAL,
+)
 
 
 @dataclass(frozen=True)

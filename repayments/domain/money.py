@@ -30,7 +30,7 @@ def parse_amount(value: object, *, allow_zero: bool = False) -> Decimal:
         zero (unless ``allow_zero``), more than two decimal places, or values
         above :data:`MAX_AMOUNT`.
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise InvalidAmount(f"amount must be given as text or Decimal, not {type(value).__name__}")
     try:
         amount = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value

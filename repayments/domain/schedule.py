@@ -28,7 +28,7 @@ MAX_ANNUAL_RATE_PERCENT = Decimal(36)
 MAX_REPAYMENT_DAY = 28
 
 
-class AmortizationMethod(str, enum.Enum):
+class AmortizationMethod(enum.StrEnum):
     """How principal is spread over the term; values match the Django choices."""
 
     EQUAL_INSTALLMENT = "equal_installment"  # 等额本息
@@ -158,10 +158,7 @@ def _principal_part(
     method: AmortizationMethod, rate: Decimal, level: Decimal, interest: Decimal, balance: Decimal
 ) -> Decimal:
     """Principal repaid by an installment other than the last."""
-    if method is AmortizationMethod.EQUAL_INSTALLMENT and rate:
-        part = level - interest
-    else:
-        part = level
+    part = level - interest if method is AmortizationMethod.EQUAL_INSTALLMENT and rate else level
     # Rounding the level amount up can, for tiny loans or long terms at high
     # rates, repay the loan before the last month; never go below zero.
     return min(part, balance)
@@ -219,6 +216,8 @@ def _check_int(name: str, value: object, low: int, high: int, *, unit: str = "")
 
 def _check_method(method: object) -> AmortizationMethod:
     try:
+        if not isinstance(method, str):
+            raise TypeError(method)
         return AmortizationMethod(method)
     except (ValueError, TypeError):
         expected = " or ".join(repr(m.value) for m in AmortizationMethod)

@@ -57,7 +57,9 @@ def settlement_dues(
     )
     if future:
         current = future[0]
-        interest = _accrued_interest(current, future_principal, settlement_date, annual_rate_percent)
+        interest = _accrued_interest(
+            current, future_principal, settlement_date, annual_rate_percent
+        )
         if interest > 0:
             dues.append(Due(current.balance.installment_id, Component.INTEREST, interest))
     for item in future:

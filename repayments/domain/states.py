@@ -14,7 +14,6 @@ from typing import TypeVar
 
 from repayments.domain.errors import DomainError
 
-
 S = TypeVar("S", bound=StrEnum)
 
 
@@ -113,9 +112,7 @@ def check_attempt_transition(current: str, new: str) -> AttemptStatus:
     return _check(ATTEMPT_TRANSITIONS, AttemptStatus, "attempt", current, new)
 
 
-def _check(
-    table: dict[S, frozenset[S]], kind: type[S], label: str, current: str, new: str
-) -> S:
+def _check(table: dict[S, frozenset[S]], kind: type[S], label: str, current: str, new: str) -> S:
     try:
         source, target = kind(current), kind(new)
     except ValueError:

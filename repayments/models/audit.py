@@ -47,3 +47,6 @@ class AuditChainHead(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(singleton=True), name="audit_head_singleton")
         ]
+
+    def __str__(self) -> str:
+        return f"audit head at #{self.last_entry_id} ({self.entry_count} entries)"

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 from repayments.domain.allocation import Component, InstallmentBalance
 from repayments.models.products import AmortizationMethod, LoanProduct
 
-MONEY = {"max_digits": 14, "decimal_places": 2}
+
+def money_field(verbose_name: StrOrPromise, **options: Any) -> models.DecimalField:
+    """Yuan with exactly two places (fen): the one way money is stored."""
+    return models.DecimalField(verbose_name, max_digits=14, decimal_places=2, **options)
+
+
 ZERO = Decimal("0.00")
 
 
@@ -30,7 +39,7 @@ class Loan(models.Model):
     product = models.ForeignKey(LoanProduct, on_delete=models.PROTECT, related_name="loans")
     vehicle = models.CharField(_("vehicle"), max_length=120)
     plate_number = models.CharField(_("plate number"), max_length=12, blank=True)
-    principal = models.DecimalField(_("principal"), **MONEY)
+    principal = money_field(_("principal"))
     # Contract terms are copied from the product: later product edits never
     # change a signed loan.
     annual_rate_percent = models.DecimalField(
@@ -45,7 +54,7 @@ class Loan(models.Model):
     status = models.CharField(
         _("status"), max_length=20, choices=LoanStatus.choices, default=LoanStatus.ACTIVE
     )
-    credit_balance = models.DecimalField(_("credit balance"), default=ZERO, **MONEY)
+    credit_balance = money_field(_("credit balance"), default=ZERO)
     settled_date = models.DateField(_("settled on"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
@@ -72,14 +81,14 @@ class Installment(models.Model):
     loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="installments")
     number = models.PositiveSmallIntegerField(_("number"))
     due_date = models.DateField(_("due date"))
-    principal_due = models.DecimalField(_("principal due"), **MONEY)
-    interest_due = models.DecimalField(_("interest due"), **MONEY)
-    fee_due = models.DecimalField(_("fee due"), default=ZERO, **MONEY)
-    penalty_due = models.DecimalField(_("penalty due"), default=ZERO, **MONEY)
-    principal_paid = models.DecimalField(_("principal paid"), default=ZERO, **MONEY)
-    interest_paid = models.DecimalField(_("interest paid"), default=ZERO, **MONEY)
-    fee_paid = models.DecimalField(_("fee paid"), default=ZERO, **MONEY)
-    penalty_paid = models.DecimalField(_("penalty paid"), default=ZERO, **MONEY)
+    principal_due = money_field(_("principal due"))
+    interest_due = money_field(_("interest due"))
+    fee_due = money_field(_("fee due"), default=ZERO)
+    penalty_due = money_field(_("penalty due"), default=ZERO)
+    principal_paid = money_field(_("principal paid"), default=ZERO)
+    interest_paid = money_field(_("interest paid"), default=ZERO)
+    fee_paid = money_field(_("fee paid"), default=ZERO)
+    penalty_paid = money_field(_("penalty paid"), default=ZERO)
     penalty_accrued_through = models.DateField(null=True, blank=True)
     # The value date of the payment that completed this installment (rule 7).
     paid_value_date = models.DateField(_("paid on (value date)"), null=True, blank=True)

@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from repayments.domain.allocation import Component
 from repayments.domain.states import OPEN_ATTEMPT_STATUSES, AttemptStatus, PaymentStatus
-from repayments.models.loans import MONEY, ZERO, Installment, Loan
+from repayments.models.loans import ZERO, Installment, Loan, money_field
 from repayments.models.products import PaymentMethodType
 
 PAYMENT_STATUS_LABELS = {
@@ -56,9 +56,12 @@ class Payment(models.Model):
     borrower = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payments"
     )
-    amount = models.DecimalField(_("amount"), **MONEY)
+    amount = money_field(_("amount"))
     purpose = models.CharField(
-        _("purpose"), max_length=20, choices=PaymentPurpose.choices, default=PaymentPurpose.INSTALLMENT
+        _("purpose"),
+        max_length=20,
+        choices=PaymentPurpose.choices,
+        default=PaymentPurpose.INSTALLMENT,
     )
     initiated_by = models.CharField(
         _("initiated by"), max_length=20, choices=Initiator.choices, default=Initiator.BORROWER
@@ -69,7 +72,8 @@ class Payment(models.Model):
         choices=list(PAYMENT_STATUS_LABELS.items()),
         default=PaymentStatus.CREATED,
     )
-    idempotency_key = models.CharField(max_length=64, null=True, blank=True)
+    # NULL, not "", when absent: the unique constraint must ignore keyless payments.
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     request_fingerprint = models.CharField(max_length=64, blank=True)
     quote = models.ForeignKey(
         "repayments.SettlementQuote", on_delete=models.PROTECT, null=True, blank=True
@@ -78,8 +82,8 @@ class Payment(models.Model):
     value_at = models.DateTimeField(_("accepted by channel at"), null=True, blank=True)
     succeeded_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)
     allocated_at = models.DateTimeField(_("allocated at"), null=True, blank=True)
-    credit_applied = models.DecimalField(_("credit balance used"), default=ZERO, **MONEY)
-    credit_added = models.DecimalField(_("added to credit balance"), default=ZERO, **MONEY)
+    credit_applied = money_field(_("credit balance used"), default=ZERO)
+    credit_added = money_field(_("added to credit balance"), default=ZERO)
     failure_reason = models.CharField(_("failure reason"), max_length=200, blank=True)
     created_at = models.DateTimeField(_("created at"))
     updated_at = models.DateTimeField(_("updated at"))
@@ -116,7 +120,7 @@ class PaymentAttempt(models.Model):
     )
     out_trade_no = models.CharField(_("merchant order number"), max_length=64, unique=True)
     channel_trade_no = models.CharField(_("channel transaction number"), max_length=64, blank=True)
-    amount = models.DecimalField(_("amount"), **MONEY)
+    amount = money_field(_("amount"))
     status = models.CharField(
         _("status"),
         max_length=20,
@@ -196,7 +200,7 @@ class Allocation(models.Model):
     component = models.CharField(
         _("component"), max_length=30, choices=[(c.value, c.value) for c in Component]
     )
-    amount = models.DecimalField(_("amount"), **MONEY)
+    amount = money_field(_("amount"))
     value_date = models.DateField(_("value date"))
     created_at = models.DateTimeField(_("created at"))
 
@@ -221,5 +225,3 @@ class Allocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.payment_id} {self.component} {self.amount}"
-
-

@@ -134,7 +134,9 @@ class LoanProduct(models.Model):
                 violation_error_message=_("The monthly fee cannot be negative."),
             ),
             models.CheckConstraint(
-                condition=Q(early_settlement_fee_percent__gte=0, early_settlement_fee_percent__lte=10),
+                condition=Q(
+                    early_settlement_fee_percent__gte=0, early_settlement_fee_percent__lte=10
+                ),
                 name="product_early_fee_range",
                 violation_error_message=_("The early-settlement fee must be between 0%% and 10%%."),
             ),

@@ -9,7 +9,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from repayments.domain.allocation import Component
-from repayments.models.loans import MONEY, Installment, Loan
+from repayments.models.loans import Installment, Loan, money_field
 
 COMPONENT_LABELS = {
     Component.PRINCIPAL: _("Outstanding principal"),
@@ -24,9 +24,9 @@ class SettlementQuote(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="quotes")
     settlement_date = models.DateField(_("settlement date"))
-    gross_total = models.DecimalField(_("amount owed"), **MONEY)
-    credit_applied = models.DecimalField(_("credit balance used"), **MONEY)
-    total = models.DecimalField(_("amount to pay"), **MONEY)
+    gross_total = money_field(_("amount owed"))
+    credit_applied = money_field(_("credit balance used"))
+    total = money_field(_("amount to pay"))
     computed_at = models.DateTimeField(_("computed at"))
     valid_until = models.DateTimeField(_("valid until"))
 
@@ -57,7 +57,7 @@ class SettlementQuoteLine(models.Model):
     component = models.CharField(
         _("component"), max_length=30, choices=[(c.value, c.value) for c in Component]
     )
-    amount = models.DecimalField(_("amount"), **MONEY)
+    amount = money_field(_("amount"))
     position = models.PositiveSmallIntegerField()
 
     class Meta:
@@ -65,3 +65,6 @@ class SettlementQuoteLine(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["quote", "position"], name="quote_line_position_unique")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.component} {self.amount}"

@@ -53,7 +53,9 @@ class User(AbstractBaseUser, PermissionsMixin):
         unique=True,
         null=True,
         blank=True,
-        validators=[RegexValidator(MAINLAND_MOBILE, _("Enter an 11-digit mainland mobile number."))],
+        validators=[
+            RegexValidator(MAINLAND_MOBILE, _("Enter an 11-digit mainland mobile number."))
+        ],
     )
     full_name = models.CharField(_("full name"), max_length=100, blank=True)
     id_number_masked = models.CharField(

@@ -98,7 +98,9 @@ def accrue_penalties(loan: Loan, installments: Sequence[Installment], *, as_of: 
 def open_installments(loan: Loan, installments: Sequence[Installment]) -> list[OpenInstallment]:
     """Pair each installment's balance with the start of its period."""
     starts = [loan.start_date] + [i.due_date for i in installments[:-1]]
-    return [OpenInstallment(i.balance(), start) for i, start in zip(installments, starts, strict=True)]
+    return [
+        OpenInstallment(i.balance(), start) for i, start in zip(installments, starts, strict=True)
+    ]
 
 
 def settlement_dues_for(loan: Loan, installments: Sequence[Installment], on: date) -> list[Due]:
@@ -143,7 +145,11 @@ def _waive_unquoted(installments: list[Installment], plan: AllocationPlan) -> No
             owed = item.outstanding()[component]
             charged = paid.get((item.pk, component), ZERO)
             if owed > charged:
-                setattr(item, _DUE_FIELD[component], getattr(item, _DUE_FIELD[component]) - owed + charged)
+                setattr(
+                    item,
+                    _DUE_FIELD[component],
+                    getattr(item, _DUE_FIELD[component]) - owed + charged,
+                )
 
 
 def _book(
@@ -163,11 +169,19 @@ def _book(
         if item.paid_value_date is None and item.is_paid:
             item.paid_value_date = value_date
             item.paid_on_time = is_on_time(
-                value_date=value_date, due_date=item.due_date, grace_days=payment.loan.product.grace_days
+                value_date=value_date,
+                due_date=item.due_date,
+                grace_days=payment.loan.product.grace_days,
             )
     Installment.objects.bulk_update(
         installments,
-        [*_PAID_FIELD.values(), *_DUE_FIELD.values(), "penalty_accrued_through", "paid_value_date", "paid_on_time"],
+        [
+            *_PAID_FIELD.values(),
+            *_DUE_FIELD.values(),
+            "penalty_accrued_through",
+            "paid_value_date",
+            "paid_on_time",
+        ],
     )
     return Allocation.objects.bulk_create(
         Allocation(
@@ -203,7 +217,11 @@ def _record(
     payment: Payment, loan: Loan, plan: AllocationPlan, value_date: date, now: datetime
 ) -> None:
     lines = [
-        {"installment": line.installment_id, "component": line.component, "amount": str(line.amount)}
+        {
+            "installment": line.installment_id,
+            "component": line.component,
+            "amount": str(line.amount),
+        }
         for line in plan.lines
     ]
     summary = f"allocated {plan.allocated} (value date {value_date}), credit {plan.leftover}"
@@ -219,5 +237,10 @@ def _record(
         object_type="payment",
         object_id=payment.public_id,
         now=now,
-        data={"loan": loan.contract_number, "allocated": str(plan.allocated), "credit": str(plan.leftover), "loan_status": loan.status},
+        data={
+            "loan": loan.contract_number,
+            "allocated": str(plan.allocated),
+            "credit": str(plan.leftover),
+            "loan_status": loan.status,
+        },
     )

@@ -28,7 +28,15 @@ def _entry_hash(
     data: dict[str, Any],
 ) -> str:
     payload = json.dumps(
-        [prev_hash, occurred_at.astimezone(UTC).isoformat(), actor_label, action, object_type, object_id, data],
+        [
+            prev_hash,
+            occurred_at.astimezone(UTC).isoformat(),
+            actor_label,
+            action,
+            object_type,
+            object_id,
+            data,
+        ],
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),

@@ -28,7 +28,12 @@ from repayments.models import (
     User,
 )
 from repayments.services.loans import loan_create, product_create
-from repayments.services.payments import Outcome, attempt_open, attempt_record_outcome, payment_create
+from repayments.services.payments import (
+    Outcome,
+    attempt_open,
+    attempt_record_outcome,
+    payment_create,
+)
 from repayments.services.settlement import settlement_quote_create
 from repayments.services.users import borrower_register, roles_ensure, staff_create
 
@@ -46,7 +51,9 @@ def demo_seed(*, now: datetime) -> list[str]:
         ("admin", Role.ADMIN, "管理员"),
     ):
         if not User.objects.filter(username=username).exists():
-            staff_create(username=username, password=DEMO_PASSWORD, role=role, full_name=name, now=now)
+            staff_create(
+                username=username, password=DEMO_PASSWORD, role=role, full_name=name, now=now
+            )
             created.append(username)
     products = _products(now)
     builders = (_borrower_on_schedule, _borrower_overdue, _borrower_settled_early)
@@ -118,7 +125,9 @@ def _pay(
     payment = payment_create(loan=loan, amount=owed.total_due - owed.total_paid, now=when)
     for offset, (channel, method, result) in enumerate(tries):
         moment = when + timedelta(minutes=5 * offset)
-        attempt = attempt_open(payment_id=payment.pk, channel=channel, method_type=method, now=moment)
+        attempt = attempt_open(
+            payment_id=payment.pk, channel=channel, method_type=method, now=moment
+        )
         outcome = Outcome(
             status=result,
             source=EventKind.CALLBACK,
@@ -127,7 +136,9 @@ def _pay(
             failure_code="" if result == AttemptStatus.SUCCEEDED else "ACQ.SYSTEM_ERROR",
             failure_message="" if result == AttemptStatus.SUCCEEDED else "渠道系统繁忙",
         )
-        attempt_record_outcome(attempt_id=attempt.pk, outcome=outcome, now=moment + timedelta(minutes=1))
+        attempt_record_outcome(
+            attempt_id=attempt.pk, outcome=outcome, now=moment + timedelta(minutes=1)
+        )
 
 
 ALIPAY = (Channel.ALIPAY, PaymentMethodType.ALIPAY_BALANCE)
@@ -175,9 +186,14 @@ def _late_success(loan: Loan, when: datetime) -> None:
     """The channel first reports failure, then confirms the money arrived after all."""
     owed = next(i for i in loan.installments.order_by("number") if not i.is_paid)
     payment = payment_create(loan=loan, amount=owed.total_due, now=when)
-    attempt = attempt_open(payment_id=payment.pk, channel=ALIPAY[0], method_type=ALIPAY[1], now=when)
+    attempt = attempt_open(
+        payment_id=payment.pk, channel=ALIPAY[0], method_type=ALIPAY[1], now=when
+    )
     failed = Outcome(
-        status=FAIL, source=EventKind.POLL, failure_code="TRADE_NOT_EXIST", failure_message="查询超时"
+        status=FAIL,
+        source=EventKind.POLL,
+        failure_code="TRADE_NOT_EXIST",
+        failure_message="查询超时",
     )
     attempt_record_outcome(attempt_id=attempt.pk, outcome=failed, now=when + timedelta(minutes=30))
     late = Outcome(

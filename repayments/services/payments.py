@@ -49,11 +49,15 @@ from repayments.services.errors import (
 )
 from repayments.services.timeline import timeline_record
 
-PAYABLE_STATUSES = frozenset({PaymentStatus.CREATED, PaymentStatus.PROCESSING, PaymentStatus.FAILED})
+PAYABLE_STATUSES = frozenset(
+    {PaymentStatus.CREATED, PaymentStatus.PROCESSING, PaymentStatus.FAILED}
+)
 NOT_PAID_OUTCOMES = frozenset({AttemptStatus.FAILED, AttemptStatus.CLOSED})
 
 
-def _fingerprint(*, loan: Loan, amount: Decimal, purpose: str, quote: SettlementQuote | None) -> str:
+def _fingerprint(
+    *, loan: Loan, amount: Decimal, purpose: str, quote: SettlementQuote | None
+) -> str:
     body = json.dumps([loan.pk, str(amount), purpose, str(quote.public_id) if quote else None])
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -146,7 +150,9 @@ def attempt_open(
     :raises AttemptAlreadyOpen: while another attempt on the loan is unresolved.
     """
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().select_related("loan__product").get(pk=payment_id)
+        payment = (
+            Payment.objects.select_for_update().select_related("loan__product").get(pk=payment_id)
+        )
         if payment.status not in PAYABLE_STATUSES:
             raise PaymentNotPayable()
         if method_type not in payment.loan.product.allowed_method_types:
@@ -235,7 +241,9 @@ def _is_ignorable(attempt: PaymentAttempt, outcome: Outcome) -> bool:
     return attempt.status == AttemptStatus.SUCCEEDED or final_unpaid
 
 
-def _record_ignored(payment: Payment, attempt: PaymentAttempt, outcome: Outcome, now: datetime) -> None:
+def _record_ignored(
+    payment: Payment, attempt: PaymentAttempt, outcome: Outcome, now: datetime
+) -> None:
     timeline_record(
         payment=payment,
         attempt=attempt,

@@ -69,6 +69,10 @@ def settlement_quote_create(*, loan: Loan, settlement_date: date, now: datetime)
             object_type="loan",
             object_id=loan.pk,
             now=now,
-            data={"quote": str(quote.public_id), "total": str(quote.total), "date": str(settlement_date)},
+            data={
+                "quote": str(quote.public_id),
+                "total": str(quote.total),
+                "date": str(settlement_date),
+            },
         )
     return quote

@@ -7,7 +7,12 @@ from decimal import Decimal
 
 from repayments.domain.states import AttemptStatus
 from repayments.models import Channel, EventKind, Loan, Payment, PaymentAttempt, PaymentMethodType
-from repayments.services.payments import Outcome, attempt_open, attempt_record_outcome, payment_create
+from repayments.services.payments import (
+    Outcome,
+    attempt_open,
+    attempt_record_outcome,
+    payment_create,
+)
 
 
 def open_attempt(

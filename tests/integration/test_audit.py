@@ -1,5 +1,7 @@
 """The hash-chained audit log detects any altered or removed entry (rule 8)."""
 
+from datetime import date
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -7,14 +9,19 @@ from django.core.management.base import CommandError
 from repayments.models import AuditChainHead, AuditEntry
 from repayments.services.audit import audit_append, audit_verify
 from tests.conftest import at
-from datetime import date
 
 pytestmark = pytest.mark.django_db
 
 
 def _chain(n: int = 5) -> list[AuditEntry]:
     return [
-        audit_append(action="test.event", object_type="thing", object_id=i, now=at(date(2026, 1, 5)), data={"n": i, "amount": "1.00"})
+        audit_append(
+            action="test.event",
+            object_type="thing",
+            object_id=i,
+            now=at(date(2026, 1, 5)),
+            data={"n": i, "amount": "1.00"},
+        )
         for i in range(n)
     ]
 

@@ -48,7 +48,7 @@ def race(workers: int, job: Callable[[int], Any]) -> list[Any]:
 
 def test_two_workers_allocating_one_payment_book_it_once(make_loan) -> None:
     loan = make_loan()
-    payment, attempt = open_attempt(loan, "8606.64", at(DUE))
+    payment, _attempt = open_attempt(loan, "8606.64", at(DUE))
     # Succeeded but not yet booked: the moment a crash-and-retry would race.
     Payment.objects.filter(pk=payment.pk).update(status=PaymentStatus.SUCCEEDED, value_at=at(DUE))
     results = race(2, lambda _: payment_allocate(payment_id=payment.pk, now=at(DUE)))
@@ -63,8 +63,12 @@ def test_two_workers_allocating_one_payment_book_it_once(make_loan) -> None:
 def test_concurrent_duplicate_callbacks_apply_once(make_loan) -> None:
     loan = make_loan()
     payment, attempt = open_attempt(loan, "8606.64", at(DUE))
-    outcome = Outcome(status=AttemptStatus.SUCCEEDED, source=EventKind.CALLBACK, accepted_at=at(DUE))
-    results = race(8, lambda _: attempt_record_outcome(attempt_id=attempt.pk, outcome=outcome, now=at(DUE)))
+    outcome = Outcome(
+        status=AttemptStatus.SUCCEEDED, source=EventKind.CALLBACK, accepted_at=at(DUE)
+    )
+    results = race(
+        8, lambda _: attempt_record_outcome(attempt_id=attempt.pk, outcome=outcome, now=at(DUE))
+    )
     assert not [r for r in results if isinstance(r, Exception)]
     assert Allocation.objects.filter(payment=payment).count() == 2
     assert payment.events.filter(kind=EventKind.IGNORED).count() == 7
@@ -94,7 +98,9 @@ def test_concurrent_attempts_on_one_loan_leave_one_open(make_loan) -> None:
 
 def test_concurrent_requests_with_one_idempotency_key_make_one_payment(make_loan) -> None:
     loan = make_loan()
-    results = race(6, lambda _: payment_create(loan=loan, amount="100.00", now=at(DUE), idempotency_key="same"))
+    results = race(
+        6, lambda _: payment_create(loan=loan, amount="100.00", now=at(DUE), idempotency_key="same")
+    )
     assert not [r for r in results if isinstance(r, Exception)]
     assert len({r.pk for r in results}) == 1
     assert Payment.objects.filter(loan=loan).count() == 1

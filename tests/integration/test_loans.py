@@ -36,9 +36,7 @@ def test_negative_rate_product_is_refused_with_a_named_error(make_product) -> No
         with pytest.raises(ValidationError) as caught:
             make_product(annual_rate_percent=Decimal("-1.0000"))
         messages = caught.value.message_dict
-    assert messages == {
-        "annual_rate_percent": ["Ensure this value is greater than or equal to 0."]
-    }
+    assert messages == {"annual_rate_percent": ["Ensure this value is greater than or equal to 0."]}
     assert not LoanProduct.objects.exists()
 
 
@@ -71,7 +69,9 @@ def test_three_decimal_principal_leaves_nothing_behind(make_loan) -> None:
     assert not Installment.objects.exists()
 
 
-def test_schedule_terms_checked_before_anything_is_written(make_product, make_borrower, now) -> None:
+def test_schedule_terms_checked_before_anything_is_written(
+    make_product, make_borrower, now
+) -> None:
     from repayments.services.loans import loan_create
 
     product = make_product()
@@ -89,7 +89,9 @@ def test_schedule_terms_checked_before_anything_is_written(make_product, make_bo
     assert not Loan.objects.exists()
 
 
-def test_duplicate_contract_number_is_a_domain_error(make_loan, make_product, make_borrower, now) -> None:
+def test_duplicate_contract_number_is_a_domain_error(
+    make_loan, make_product, make_borrower, now
+) -> None:
     from repayments.services.loans import loan_create
 
     loan = make_loan()

@@ -33,11 +33,11 @@ def test_readyz_is_503_when_broker_is_unreachable(client: Client) -> None:
     from portal.celery import app
 
     original = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    app.conf.update(broker_url="redis://127.0.0.1:1/0")
     try:
         response = client.get("/readyz")
     finally:
-        app.conf.broker_url = original
+        app.conf.update(broker_url=original)
     assert response.status_code == 503
     assert response.json()["checks"]["broker"] is False
 
@@ -59,7 +59,9 @@ def test_seed_demo_is_idempotent() -> None:
 @pytest.mark.django_db
 def test_demo_borrower_signs_in_with_phone_and_sees_only_own_loans(client: Client) -> None:
     call_command("seed_demo")
-    response = client.post("/login/", {"username": "13800138000", "password": "demo12345"}, follow=True)
+    response = client.post(
+        "/login/", {"username": "13800138000", "password": "demo12345"}, follow=True
+    )
     page = response.content.decode()
     assert "AX-2025-000101" in page
     assert "AX-2025-000202" not in page
@@ -69,7 +71,9 @@ def test_demo_borrower_signs_in_with_phone_and_sees_only_own_loans(client: Clien
 @pytest.mark.django_db
 def test_wrong_password_gets_translated_error(client: Client) -> None:
     call_command("seed_demo")
-    response = client.post("/login/", {"username": "13800138000", "password": "nope"}, HTTP_ACCEPT_LANGUAGE="en")
+    response = client.post(
+        "/login/", {"username": "13800138000", "password": "nope"}, HTTP_ACCEPT_LANGUAGE="en"
+    )
     assert response.status_code == 200
     assert "do not match" in response.content.decode()
 
@@ -88,8 +92,8 @@ def test_admin_pages_render_and_mask_phones(admin_client: Client) -> None:
         "/admin/repayments/loanproduct/",
         "/admin/repayments/boundcard/",
         "/admin/repayments/auditentry/",
-        f"/admin/repayments/loan/{Loan.objects.first().pk}/change/",
-        f"/admin/repayments/payment/{Payment.objects.first().pk}/change/",
+        f"/admin/repayments/loan/{Loan.objects.earliest('pk').pk}/change/",
+        f"/admin/repayments/payment/{Payment.objects.earliest('pk').pk}/change/",
     ):
         response = admin_client.get(path)
         assert response.status_code == 200, path
@@ -101,8 +105,10 @@ def test_admin_pages_render_and_mask_phones(admin_client: Client) -> None:
 @pytest.mark.django_db
 def test_audit_log_is_read_only_in_admin(admin_client: Client) -> None:
     call_command("seed_demo")
-    entry = AuditEntry.objects.first()
-    response = admin_client.post(f"/admin/repayments/auditentry/{entry.pk}/delete/", {"post": "yes"})
+    entry = AuditEntry.objects.earliest("pk")
+    response = admin_client.post(
+        f"/admin/repayments/auditentry/{entry.pk}/delete/", {"post": "yes"}
+    )
     assert response.status_code == 403
     assert AuditEntry.objects.filter(pk=entry.pk).exists()
 
@@ -112,15 +118,25 @@ def test_audit_log_is_read_only_in_admin(admin_client: Client) -> None:
 def test_lockout_is_per_user_and_ip(client: Client) -> None:
     call_command("seed_demo")
     for _ in range(3):
-        client.post("/login/", {"username": "13800138000", "password": "wrong"}, REMOTE_ADDR="10.0.0.1")
-    locked = client.post("/login/", {"username": "13800138000", "password": "demo12345"}, REMOTE_ADDR="10.0.0.1")
+        client.post(
+            "/login/", {"username": "13800138000", "password": "wrong"}, REMOTE_ADDR="10.0.0.1"
+        )
+    locked = client.post(
+        "/login/", {"username": "13800138000", "password": "demo12345"}, REMOTE_ADDR="10.0.0.1"
+    )
     assert locked.status_code == 429
-    other_ip = client.post("/login/", {"username": "13800138000", "password": "demo12345"}, REMOTE_ADDR="10.0.0.2")
+    other_ip = client.post(
+        "/login/", {"username": "13800138000", "password": "demo12345"}, REMOTE_ADDR="10.0.0.2"
+    )
     assert other_ip.status_code == 302
 
 
 def _run_settings(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))
+    }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,

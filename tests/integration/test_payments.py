@@ -66,10 +66,17 @@ def test_late_success_after_failure_makes_payment_succeeded(make_loan) -> None:
     report(attempt, AttemptStatus.FAILED, at(FIRST_DUE, 11), source=EventKind.POLL)
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.FAILED
-    report(attempt, AttemptStatus.SUCCEEDED, at(FIRST_DUE + timedelta(days=6)), accepted_at=at(FIRST_DUE))
+    report(
+        attempt,
+        AttemptStatus.SUCCEEDED,
+        at(FIRST_DUE + timedelta(days=6)),
+        accepted_at=at(FIRST_DUE),
+    )
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.SUCCEEDED
-    late = PaymentEvent.objects.get(payment=payment, kind=EventKind.STATE_CHANGE, to_status="succeeded")
+    late = PaymentEvent.objects.get(
+        payment=payment, kind=EventKind.STATE_CHANGE, to_status="succeeded"
+    )
     assert late.data == {"late_success": True}
     # Accepted on the due date, confirmed six days later: still on time (rule 7).
     assert loan.installments.get(number=1).paid_on_time is True
@@ -77,7 +84,9 @@ def test_late_success_after_failure_makes_payment_succeeded(make_loan) -> None:
 
 def test_confirmation_after_grace_but_value_date_on_time_is_on_time(make_loan) -> None:
     loan = make_loan()
-    payment = pay(loan, "8606.64", at(FIRST_DUE + timedelta(days=10)), accepted_at=at(FIRST_DUE, 23, 59))
+    payment = pay(
+        loan, "8606.64", at(FIRST_DUE + timedelta(days=10)), accepted_at=at(FIRST_DUE, 23, 59)
+    )
     first = loan.installments.get(number=1)
     assert first.paid_on_time is True
     assert first.penalty_due == Decimal("0.00")
@@ -179,7 +188,9 @@ def test_second_success_is_flagged_for_refund_not_booked_twice(make_loan) -> Non
         now=at(FIRST_DUE, 12),
     )
     report(second, AttemptStatus.SUCCEEDED, at(FIRST_DUE, 12))
-    report(first, AttemptStatus.SUCCEEDED, at(FIRST_DUE, 13))  # the closed order took money after all
+    report(
+        first, AttemptStatus.SUCCEEDED, at(FIRST_DUE, 13)
+    )  # the closed order took money after all
     assert sum(a.amount for a in Allocation.objects.filter(payment=payment)) == Decimal("100.00")
     note = PaymentEvent.objects.get(payment=payment, kind=EventKind.NOTE)
     assert note.data == {"refund_required": first.out_trade_no}

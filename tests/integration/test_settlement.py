@@ -32,7 +32,9 @@ def test_quote_breakdown_is_explained_and_exact(make_loan) -> None:
     labels = dict(quote.breakdown())
     assert labels["Outstanding principal"] == principal
     # Interest for 15 days at 6%/360 on the outstanding principal.
-    assert labels["Interest to the settlement date"] == (principal * Decimal("0.06") / 360 * 15).quantize(Decimal("0.01"))
+    assert labels["Interest to the settlement date"] == (
+        principal * Decimal("0.06") / 360 * 15
+    ).quantize(Decimal("0.01"))
     assert labels["Early-settlement fee"] == (principal * Decimal("0.02")).quantize(Decimal("0.01"))
     assert quote.total == sum(labels.values())
     assert quote.valid_until <= at(settle_on, 23, 59) + timedelta(minutes=1)
@@ -54,9 +56,12 @@ def test_paying_the_quote_settles_the_loan_exactly(make_loan) -> None:
     assert loan.status == LoanStatus.SETTLED_EARLY
     assert loan.settled_date == settle_on
     booked = sorted(
-        (a.installment_id or 0, a.component, a.amount) for a in Allocation.objects.filter(payment=payment)
+        (a.installment_id or 0, a.component, a.amount)
+        for a in Allocation.objects.filter(payment=payment)
     )
-    quoted = sorted((line.installment_id or 0, line.component, line.amount) for line in quote.lines.all())
+    quoted = sorted(
+        (line.installment_id or 0, line.component, line.amount) for line in quote.lines.all()
+    )
     assert booked == quoted
     assert all(i.is_paid for i in loan.installments.all())
     assert loan.credit_balance == Decimal("0.00")
@@ -69,7 +74,9 @@ def test_quote_uses_credit_balance(make_loan) -> None:
     pay(loan, "18000.00", at(due4))
     loan.refresh_from_db()
     assert loan.credit_balance == Decimal("786.72")
-    quote = settlement_quote_create(loan=loan, settlement_date=due4 + timedelta(days=3), now=at(due4, 12))
+    quote = settlement_quote_create(
+        loan=loan, settlement_date=due4 + timedelta(days=3), now=at(due4, 12)
+    )
     assert quote.credit_applied == Decimal("786.72")
     assert quote.total == quote.gross_total - Decimal("786.72")
 
@@ -79,7 +86,9 @@ def test_expired_or_mismatched_quote_is_refused(make_loan) -> None:
     settle_on = date(2026, 4, 20)
     quote = settlement_quote_create(loan=loan, settlement_date=settle_on, now=at(settle_on, 9))
     with pytest.raises(QuoteNotUsable):
-        payment_create(loan=loan, amount=quote.total, quote=quote, now=at(settle_on + timedelta(days=1)))
+        payment_create(
+            loan=loan, amount=quote.total, quote=quote, now=at(settle_on + timedelta(days=1))
+        )
     with pytest.raises(QuoteNotUsable):
         payment_create(loan=loan, amount=quote.total - 1, quote=quote, now=at(settle_on, 10))
 
@@ -87,7 +96,9 @@ def test_expired_or_mismatched_quote_is_refused(make_loan) -> None:
 def test_settlement_date_in_the_past_is_refused(make_loan) -> None:
     loan = _three_paid(make_loan)
     with pytest.raises(InvalidSettlementDate):
-        settlement_quote_create(loan=loan, settlement_date=date(2026, 5, 1), now=at(date(2026, 5, 2)))
+        settlement_quote_create(
+            loan=loan, settlement_date=date(2026, 5, 1), now=at(date(2026, 5, 2))
+        )
 
 
 def test_overdue_installment_with_penalty_in_quote(make_loan) -> None:

@@ -1,5 +1,6 @@
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,7 +26,14 @@ def test_oldest_installment_first_and_product_order_inside() -> None:
     dues = installment_dues(
         [
             balance(2, date(2026, 2, 5), principal="100.00", interest="10.00"),
-            balance(1, date(2026, 1, 5), principal="100.00", interest="10.00", penalty="1.00", fee="2.00"),
+            balance(
+                1,
+                date(2026, 1, 5),
+                principal="100.00",
+                interest="10.00",
+                penalty="1.00",
+                fee="2.00",
+            ),
         ],
         DEFAULT_ALLOCATION_ORDER,
     )
@@ -41,7 +49,12 @@ def test_oldest_installment_first_and_product_order_inside() -> None:
 
 
 def test_overpayment_is_leftover_not_lost() -> None:
-    plan = allocate(D("150.00"), installment_dues([balance(1, date(2026, 1, 5), principal="100.00")], DEFAULT_ALLOCATION_ORDER))
+    plan = allocate(
+        D("150.00"),
+        installment_dues(
+            [balance(1, date(2026, 1, 5), principal="100.00")], DEFAULT_ALLOCATION_ORDER
+        ),
+    )
     assert plan.allocated == D("100.00")
     assert plan.leftover == D("50.00")
 
@@ -51,7 +64,9 @@ fen = st.integers(min_value=0, max_value=10_000_000).map(lambda n: D(n).scaleb(-
 
 @settings(max_examples=200, deadline=None)
 @given(amount=fen, parts=st.lists(st.tuples(fen, fen, fen, fen), min_size=1, max_size=12))
-def test_allocation_sums_exactly_to_amount(amount: Decimal, parts: list[tuple[Decimal, ...]]) -> None:
+def test_allocation_sums_exactly_to_amount(
+    amount: Decimal, parts: list[tuple[Decimal, ...]]
+) -> None:
     balances = [
         InstallmentBalance(
             i, date(2026, 1, 1 + i), dict(zip(DEFAULT_ALLOCATION_ORDER, p, strict=True))
@@ -67,7 +82,13 @@ def test_allocation_sums_exactly_to_amount(amount: Decimal, parts: list[tuple[De
 
 
 def test_penalty_waits_out_grace_then_counts_from_due_date() -> None:
-    kwargs = {"overdue_base": D("1000.00"), "daily_rate_percent": D("0.0500"), "due_date": date(2026, 1, 5), "grace_days": 3, "accrued_through": None}
+    kwargs: dict[str, Any] = {
+        "overdue_base": D("1000.00"),
+        "daily_rate_percent": D("0.0500"),
+        "due_date": date(2026, 1, 5),
+        "grace_days": 3,
+        "accrued_through": None,
+    }
     assert penalty_to_accrue(as_of=date(2026, 1, 8), **kwargs) == D("0.00")
     assert penalty_to_accrue(as_of=date(2026, 1, 9), **kwargs) == D("2.00")  # 4 days x 0.50
     kwargs["accrued_through"] = date(2026, 1, 9)

@@ -16,7 +16,12 @@ from repayments.domain.money import InvalidAmount, format_yuan, parse_amount, ro
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("100", Decimal("100.00")), ("0.1", Decimal("0.10")), (Decimal("3716.23"), Decimal("3716.23")), (5, Decimal("5.00"))],
+    [
+        ("100", Decimal("100.00")),
+        ("0.1", Decimal("0.10")),
+        (Decimal("3716.23"), Decimal("3716.23")),
+        (5, Decimal("5.00")),
+    ],
 )
 def test_parse_amount_accepts_exact_yuan(raw: object, expected: Decimal) -> None:
     assert parse_amount(raw) == expected

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import itertools
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -196,7 +197,7 @@ def test_due_date_for_rejects_bad_input(kwargs: dict, fragment: str) -> None:
 
 # --- bad input -----------------------------------------------------------------
 
-GOOD = {
+GOOD: dict[str, Any] = {
     "principal": Decimal("10000.00"),
     "annual_rate_percent": Decimal(5),
     "term_months": 12,

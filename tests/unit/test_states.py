@@ -11,7 +11,15 @@ from repayments.domain.states import (
 )
 
 
-@pytest.mark.parametrize("target", [PaymentStatus.FAILED, PaymentStatus.PROCESSING, PaymentStatus.CANCELLED, PaymentStatus.CREATED])
+@pytest.mark.parametrize(
+    "target",
+    [
+        PaymentStatus.FAILED,
+        PaymentStatus.PROCESSING,
+        PaymentStatus.CANCELLED,
+        PaymentStatus.CREATED,
+    ],
+)
 def test_succeeded_payment_never_regresses(target: PaymentStatus) -> None:
     with pytest.raises(IllegalTransition, match="cannot go from succeeded"):
         check_payment_transition(PaymentStatus.SUCCEEDED, target)
