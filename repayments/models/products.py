@@ -84,7 +84,7 @@ class LoanProduct(models.Model):
         validators=[MinValueValidator(0)],
     )
     early_settlement_fee_percent = models.DecimalField(
-        _("early-settlement fee (% of outstanding principal)"),
+        _("early-settlement fee (percent of outstanding principal)"),
         max_digits=5,
         decimal_places=2,
         default=Decimal("0.00"),
@@ -94,7 +94,7 @@ class LoanProduct(models.Model):
         _("grace days"), default=3, validators=[MaxValueValidator(30)]
     )
     penalty_daily_rate_percent = models.DecimalField(
-        _("late penalty per day (% of overdue amount)"),
+        _("late penalty per day (percent of overdue amount)"),
         max_digits=7,
         decimal_places=4,
         default=Decimal("0.0500"),

@@ -168,3 +168,11 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path: Path) -> None:
     }
     result = _run_settings(env, "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.django_db
+def test_pages_speak_chinese_by_default_and_english_on_request(client: Client) -> None:
+    call_command("seed_demo")
+    client.post("/login/", {"username": "13800138000", "password": "demo12345"})
+    assert "我的车贷" in client.get("/").content.decode()
+    assert "My car loans" in client.get("/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
