@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from django.utils.translation import gettext as _
 
+from repayments.domain.money import ZERO, round_fen
 from repayments.models import Loan, LoanStatus
 
 
@@ -36,7 +37,7 @@ def loan_cards(loans: Iterable[Loan]) -> list[LoanCard]:
                 contract_number=loan.contract_number,
                 vehicle=loan.vehicle,
                 principal=loan.principal,
-                principal_repaid=getattr(loan, "principal_repaid", None) or Decimal("0.00"),
+                principal_repaid=round_fen(getattr(loan, "principal_repaid", None) or ZERO),
                 installments_left=getattr(loan, "installments_left", 0),
                 status_label=str(label),
                 tone=tone,

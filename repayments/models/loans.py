@@ -112,7 +112,7 @@ class Installment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.loan_id}#{self.number}"
+        return str(_("Installment %(number)s") % {"number": self.number})
 
     def outstanding(self) -> dict[Component, Decimal]:
         return {
