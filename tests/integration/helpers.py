@@ -50,3 +50,13 @@ def pay(loan: Loan, amount: Decimal | str, when: datetime, **kwargs: object) -> 
     report(attempt, AttemptStatus.SUCCEEDED, when, **kwargs)  # type: ignore[arg-type]
     payment.refresh_from_db()
     return payment
+
+
+def retry_with_alipay(payment: Payment, when: datetime) -> PaymentAttempt:
+    """Open a further attempt on ``payment`` through Alipay (a fallback or a retry)."""
+    return attempt_open(
+        payment_id=payment.pk,
+        channel=Channel.ALIPAY,
+        method_type=PaymentMethodType.ALIPAY_BALANCE,
+        now=when,
+    )

@@ -23,7 +23,7 @@ from repayments.services.errors import (
 )
 from repayments.services.payments import attempt_open, payment_cancel, payment_create
 from tests.conftest import at
-from tests.integration.helpers import open_attempt, pay, report
+from tests.integration.helpers import open_attempt, pay, report, retry_with_alipay
 
 pytestmark = pytest.mark.django_db
 FIRST_DUE = date(2026, 2, 5)
@@ -114,12 +114,7 @@ def test_succeeded_payment_cannot_be_cancelled(make_loan) -> None:
 def test_cannot_open_attempt_on_succeeded_payment(make_loan) -> None:
     payment = pay(make_loan(), "100.00", at(FIRST_DUE))
     with pytest.raises(PaymentNotPayable):
-        attempt_open(
-            payment_id=payment.pk,
-            channel=Channel.ALIPAY,
-            method_type=PaymentMethodType.ALIPAY_BALANCE,
-            now=at(FIRST_DUE, 12),
-        )
+        retry_with_alipay(payment, at(FIRST_DUE, 12))
 
 
 def test_one_open_attempt_per_loan_in_code(make_loan) -> None:
@@ -153,24 +148,14 @@ def test_unknown_attempt_keeps_payment_processing_and_blocks_fallback(make_loan)
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.PROCESSING
     with pytest.raises(AttemptAlreadyOpen):
-        attempt_open(
-            payment_id=payment.pk,
-            channel=Channel.ALIPAY,
-            method_type=PaymentMethodType.ALIPAY_BALANCE,
-            now=at(FIRST_DUE, 12),
-        )
+        retry_with_alipay(payment, at(FIRST_DUE, 12))
 
 
 def test_fallback_after_known_failure_gets_new_order_number(make_loan) -> None:
     loan = make_loan()
     payment, first = open_attempt(loan, "100.00", at(FIRST_DUE))
     report(first, AttemptStatus.FAILED, at(FIRST_DUE, 11))
-    second = attempt_open(
-        payment_id=payment.pk,
-        channel=Channel.ALIPAY,
-        method_type=PaymentMethodType.ALIPAY_BALANCE,
-        now=at(FIRST_DUE, 12),
-    )
+    second = retry_with_alipay(payment, at(FIRST_DUE, 12))
     assert second.out_trade_no != first.out_trade_no
     report(second, AttemptStatus.SUCCEEDED, at(FIRST_DUE, 12))
     payment.refresh_from_db()
@@ -181,12 +166,7 @@ def test_second_success_is_flagged_for_refund_not_booked_twice(make_loan) -> Non
     loan = make_loan()
     payment, first = open_attempt(loan, "100.00", at(FIRST_DUE))
     report(first, AttemptStatus.CLOSED, at(FIRST_DUE, 11))
-    second = attempt_open(
-        payment_id=payment.pk,
-        channel=Channel.ALIPAY,
-        method_type=PaymentMethodType.ALIPAY_BALANCE,
-        now=at(FIRST_DUE, 12),
-    )
+    second = retry_with_alipay(payment, at(FIRST_DUE, 12))
     report(second, AttemptStatus.SUCCEEDED, at(FIRST_DUE, 12))
     report(
         first, AttemptStatus.SUCCEEDED, at(FIRST_DUE, 13)
