@@ -357,7 +357,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='paymentattempt',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['submitting', 'pending', 'unknown'])), fields=('loan',), name='one_open_attempt_per_loan'),
+            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['pending', 'submitting', 'unknown'])), fields=('loan',), name='one_open_attempt_per_loan'),
         ),
         migrations.AddIndex(
             model_name='payment',

@@ -34,9 +34,14 @@ class LoanStatus(models.TextChoices):
 class Loan(models.Model):
     contract_number = models.CharField(_("contract number"), max_length=40, unique=True)
     borrower = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="loans"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="loans",
+        verbose_name=_("borrower"),
     )
-    product = models.ForeignKey(LoanProduct, on_delete=models.PROTECT, related_name="loans")
+    product = models.ForeignKey(
+        LoanProduct, on_delete=models.PROTECT, related_name="loans", verbose_name=_("loan product")
+    )
     vehicle = models.CharField(_("vehicle"), max_length=120)
     plate_number = models.CharField(_("plate number"), max_length=12, blank=True)
     principal = money_field(_("principal"))
@@ -78,7 +83,9 @@ class Loan(models.Model):
 
 
 class Installment(models.Model):
-    loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="installments")
+    loan = models.ForeignKey(
+        Loan, on_delete=models.PROTECT, related_name="installments", verbose_name=_("loan")
+    )
     number = models.PositiveSmallIntegerField(_("number"))
     due_date = models.DateField(_("due date"))
     principal_due = money_field(_("principal due"))

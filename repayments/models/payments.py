@@ -51,7 +51,9 @@ class Initiator(models.TextChoices):
 
 class Payment(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="payments")
+    loan = models.ForeignKey(
+        Loan, on_delete=models.PROTECT, related_name="payments", verbose_name=_("loan")
+    )
     # Denormalised owner: scopes idempotency keys and every borrower query.
     borrower = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payments"
@@ -141,7 +143,7 @@ class PaymentAttempt(models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="attempt_amount_positive"),
             models.UniqueConstraint(
                 fields=["loan"],
-                condition=Q(status__in=[s.value for s in OPEN_ATTEMPT_STATUSES]),
+                condition=Q(status__in=sorted(s.value for s in OPEN_ATTEMPT_STATUSES)),
                 name="one_open_attempt_per_loan",
             ),
         ]
@@ -170,7 +172,9 @@ class EventKind(models.TextChoices):
 class PaymentEvent(models.Model):
     """Append-only timeline of everything that happened to a payment."""
 
-    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="events")
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="events", verbose_name=_("payment")
+    )
     attempt = models.ForeignKey(
         PaymentAttempt, on_delete=models.PROTECT, null=True, blank=True, related_name="events"
     )
@@ -193,9 +197,16 @@ class PaymentEvent(models.Model):
 class Allocation(models.Model):
     """One part of a payment applied to one component of an installment (or the loan)."""
 
-    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="allocations", verbose_name=_("payment")
+    )
     installment = models.ForeignKey(
-        Installment, on_delete=models.PROTECT, null=True, blank=True, related_name="allocations"
+        Installment,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="allocations",
+        verbose_name=_("installment"),
     )
     component = models.CharField(
         _("component"), max_length=30, choices=[(c.value, c.value) for c in Component]

@@ -22,7 +22,9 @@ COMPONENT_LABELS = {
 
 class SettlementQuote(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="quotes")
+    loan = models.ForeignKey(
+        Loan, on_delete=models.PROTECT, related_name="quotes", verbose_name=_("loan")
+    )
     settlement_date = models.DateField(_("settlement date"))
     gross_total = money_field(_("amount owed"))
     credit_applied = money_field(_("credit balance used"))

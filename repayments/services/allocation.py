@@ -67,7 +67,7 @@ def payment_allocate(*, payment_id: int, now: datetime) -> list[Allocation]:
         )
         accrue_penalties(loan, installments, as_of=value_date)
         plan, credit_used = _plan(payment, loan, installments, value_date)
-        rows = _book(payment, installments, plan, value_date, now)
+        rows = _book(payment, loan, installments, plan, value_date, now)
         _update_loan(loan, installments, plan, credit_used, value_date)
         payment.allocated_at = now
         payment.credit_applied = credit_used
@@ -154,6 +154,7 @@ def _waive_unquoted(installments: list[Installment], plan: AllocationPlan) -> No
 
 def _book(
     payment: Payment,
+    loan: Loan,
     installments: list[Installment],
     plan: AllocationPlan,
     value_date: date,
@@ -171,7 +172,7 @@ def _book(
             item.paid_on_time = is_on_time(
                 value_date=value_date,
                 due_date=item.due_date,
-                grace_days=payment.loan.product.grace_days,
+                grace_days=loan.product.grace_days,
             )
     Installment.objects.bulk_update(
         installments,

@@ -210,8 +210,9 @@ def attempt_record_outcome(*, attempt_id: int, outcome: Outcome, now: datetime) 
     :raises IllegalTransition: for a result the state machine cannot accept.
     """
     with transaction.atomic():
-        attempt = PaymentAttempt.objects.select_related("payment").get(pk=attempt_id)
-        payment = Payment.objects.select_for_update().get(pk=attempt.payment_id)
+        # Lock order everywhere: payment, then attempt.
+        payment_id = PaymentAttempt.objects.values_list("payment_id", flat=True).get(pk=attempt_id)
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
         attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
         if _is_ignorable(attempt, outcome):
             _record_ignored(payment, attempt, outcome, now)

@@ -176,3 +176,19 @@ def test_pages_speak_chinese_by_default_and_english_on_request(client: Client) -
     client.post("/login/", {"username": "13800138000", "password": "demo12345"})
     assert "我的车贷" in client.get("/").content.decode()
     assert "My car loans" in client.get("/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+
+@pytest.mark.django_db
+def test_borrower_home_query_count_does_not_grow_with_loans(
+    client: Client, django_assert_max_num_queries
+) -> None:
+    call_command("seed_demo")
+    client.post("/login/", {"username": "13800138000", "password": "demo12345"})
+    # Session, user, and one query for all loans with their totals.
+    with django_assert_max_num_queries(6):
+        assert client.get("/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_models_and_migrations_agree() -> None:
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)

@@ -4,6 +4,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import translation
 
 from repayments.domain.states import AttemptStatus
 from repayments.models import Allocation, Channel, LoanStatus, PaymentMethodType
@@ -14,6 +15,11 @@ from tests.conftest import at
 from tests.integration.helpers import pay, report
 
 pytestmark = pytest.mark.django_db
+
+
+def english_breakdown(quote):
+    with translation.override("en"):
+        return dict(quote.breakdown())
 
 
 def _three_paid(make_loan):
@@ -29,7 +35,7 @@ def test_quote_breakdown_is_explained_and_exact(make_loan) -> None:
     settle_on = date(2026, 4, 20)  # 15 days into the period that started on 5 April
     quote = settlement_quote_create(loan=loan, settlement_date=settle_on, now=at(settle_on, 9))
     principal = sum(i.principal_due - i.principal_paid for i in loan.installments.all())
-    labels = dict(quote.breakdown())
+    labels = english_breakdown(quote)
     assert labels["Outstanding principal"] == principal
     # Interest for 15 days at 6%/360 on the outstanding principal.
     assert labels["Interest to the settlement date"] == (
@@ -106,6 +112,6 @@ def test_overdue_installment_with_penalty_in_quote(make_loan) -> None:
     due4 = loan.installments.get(number=4).due_date
     settle_on = due4 + timedelta(days=10)
     quote = settlement_quote_create(loan=loan, settlement_date=settle_on, now=at(settle_on, 9))
-    labels = dict(quote.breakdown())
+    labels = english_breakdown(quote)
     assert labels["Late penalties"] == Decimal("43.03")  # 10 days x 0.05% x 8,606.64
     assert quote.total == sum(labels.values())
