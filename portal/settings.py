@@ -211,6 +211,50 @@ SPECTACULAR_SETTINGS = {"TITLE": "Anxin Repay API", "VERSION": "1.0.0"}
 # How long a settlement quote stays valid once computed.
 SETTLEMENT_QUOTE_VALID_HOURS = env_int("SETTLEMENT_QUOTE_VALID_HOURS", 24, minimum=1)
 
+# --- Payment channels -------------------------------------------------------
+# Defaults point at the local channel sandbox with keys made by
+# `manage.py generate_channel_keys` into var/keys (never committed). Pointing an
+# adapter at a real channel is only a matter of these variables.
+KEYS_DIR = Path(env_str("ANXIN_KEYS_DIR", str(VAR_DIR / "keys")))
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+CHANNEL_SANDBOX_URL = env_str("CHANNEL_SANDBOX_URL", "http://127.0.0.1:8100").rstrip("/")
+CHANNEL_TIMEOUT_SECONDS = env_int("CHANNEL_TIMEOUT_SECONDS", 10, minimum=1, maximum=60)
+
+ALIPAY_APP_ID = env_str("ALIPAY_APP_ID", "2021000000000001")
+ALIPAY_SELLER_ID = env_str("ALIPAY_SELLER_ID", "2088000000000001")
+ALIPAY_GATEWAY_URL = env_str("ALIPAY_GATEWAY_URL", f"{CHANNEL_SANDBOX_URL}/alipay/gateway.do")
+ALIPAY_APP_PRIVATE_KEY_PATH = env_str(
+    "ALIPAY_APP_PRIVATE_KEY_PATH", str(KEYS_DIR / "alipay" / "merchant_private.pem")
+)
+ALIPAY_PUBLIC_KEY_PATH = env_str(
+    "ALIPAY_PUBLIC_KEY_PATH", str(KEYS_DIR / "alipay" / "platform_public.pem")
+)
+
+WECHATPAY_MCHID = env_str("WECHATPAY_MCHID", "1900000001")
+WECHATPAY_APPID = env_str("WECHATPAY_APPID", "wx0000000000000001")
+WECHATPAY_API_URL = env_str("WECHATPAY_API_URL", f"{CHANNEL_SANDBOX_URL}/wechatpay")
+WECHATPAY_PRIVATE_KEY_PATH = env_str(
+    "WECHATPAY_PRIVATE_KEY_PATH", str(KEYS_DIR / "wechatpay" / "merchant_private.pem")
+)
+WECHATPAY_CERT_SERIAL = env_str("WECHATPAY_CERT_SERIAL", "5A1B0C0D0E0F1A2B3C4D5E6F")
+WECHATPAY_PLATFORM_PUBLIC_KEY_PATH = env_str(
+    "WECHATPAY_PLATFORM_PUBLIC_KEY_PATH", str(KEYS_DIR / "wechatpay" / "platform_public.pem")
+)
+WECHATPAY_APIV3_KEY_PATH = KEYS_DIR / "wechatpay" / "apiv3.key"
+WECHATPAY_APIV3_KEY = env_str(
+    "WECHATPAY_APIV3_KEY",
+    WECHATPAY_APIV3_KEY_PATH.read_text().strip() if WECHATPAY_APIV3_KEY_PATH.exists() else "",
+)
+
+UNIONPAY_MER_ID = env_str("UNIONPAY_MER_ID", "777290058110048")
+UNIONPAY_API_URL = env_str("UNIONPAY_API_URL", f"{CHANNEL_SANDBOX_URL}/unionpay")
+UNIONPAY_PRIVATE_KEY_PATH = env_str(
+    "UNIONPAY_PRIVATE_KEY_PATH", str(KEYS_DIR / "unionpay" / "merchant_private.pem")
+)
+UNIONPAY_PUBLIC_KEY_PATH = env_str(
+    "UNIONPAY_PUBLIC_KEY_PATH", str(KEYS_DIR / "unionpay" / "platform_public.pem")
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,0 +1,1 @@
+"""Payment channel adapters: one module per channel behind the interface in ``base``."""
