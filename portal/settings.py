@@ -210,6 +210,10 @@ SPECTACULAR_SETTINGS = {"TITLE": "Anxin Repay API", "VERSION": "1.0.0"}
 # --- Domain -----------------------------------------------------------------
 # How long a settlement quote stays valid once computed.
 SETTLEMENT_QUOTE_VALID_HOURS = env_int("SETTLEMENT_QUOTE_VALID_HOURS", 24, minimum=1)
+# Shown when no online method can take a payment (bank transfer still can).
+REPAYMENT_BANK_ACCOUNT = env_str(
+    "REPAYMENT_BANK_ACCOUNT", "中国工商银行 北京分行 0200 0000 0000 0000 000 (安心汽车金融有限公司)"
+)
 
 # --- Payment channels -------------------------------------------------------
 # Defaults point at the local channel sandbox with keys made by

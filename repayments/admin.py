@@ -17,6 +17,7 @@ from repayments.models import (
     Allocation,
     AuditEntry,
     BoundCard,
+    ChannelSetting,
     Installment,
     Loan,
     LoanProduct,
@@ -41,6 +42,22 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Operational settings edited here leave an audit entry naming who changed what."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        name = obj._meta.model_name
+        audit_append(
+            action=f"{name}.changed" if change else f"{name}.created",
+            object_type=name,
+            object_id=obj.pk,
+            now=timezone.now(),
+            actor=request.user if isinstance(request.user, User) else None,
+            data={"fields": sorted(form.changed_data)},
+        )
 
 
 class StaffCreationForm(UserCreationForm):
@@ -73,7 +90,7 @@ class UserAdmin(BaseUserAdmin):
 
 
 @admin.register(LoanProduct)
-class LoanProductAdmin(admin.ModelAdmin):
+class LoanProductAdmin(AuditedAdmin):
     list_display = (
         "code",
         "name",
@@ -84,17 +101,6 @@ class LoanProductAdmin(admin.ModelAdmin):
     )
     list_filter = ("amortization_method", "is_active")
     search_fields = ("code", "name")
-
-    def save_model(self, request: HttpRequest, obj: LoanProduct, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        audit_append(
-            action="product.changed" if change else "product.created",
-            object_type="loanproduct",
-            object_id=obj.pk,
-            now=timezone.now(),
-            actor=request.user if isinstance(request.user, User) else None,
-            data={"fields": sorted(form.changed_data)},
-        )
 
 
 class InstallmentInline(admin.TabularInline):
@@ -225,3 +231,21 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEntry]:
         return super().get_queryset(request).select_related("actor")
+
+
+@admin.register(ChannelSetting)
+class ChannelSettingAdmin(AuditedAdmin):
+    """Where operators take a channel down for maintenance or change its limit."""
+
+    list_display = (
+        "channel",
+        "is_enabled",
+        "priority",
+        "single_payment_limit",
+        "maintenance_starts_at",
+        "maintenance_ends_at",
+    )
+    list_editable = ("is_enabled", "priority")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

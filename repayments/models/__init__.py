@@ -1,6 +1,7 @@
 """Repayment models, split by sub-domain; import from here."""
 
 from repayments.models.audit import AuditChainHead, AuditEntry
+from repayments.models.channels import ChannelSetting
 from repayments.models.loans import BoundCard, Installment, Loan, LoanStatus
 from repayments.models.payments import (
     Allocation,
@@ -29,6 +30,7 @@ __all__ = [
     "AuditEntry",
     "BoundCard",
     "Channel",
+    "ChannelSetting",
     "EventKind",
     "Initiator",
     "Installment",
