@@ -1,0 +1,225 @@
+"""Sending attempts to channels, and falling back without ever charging twice (rule 4).
+
+Network calls never run inside a database transaction: each step commits what
+is known (the attempt exists; the channel said X) before the next call, so a
+crash between steps leaves an attempt that status sync can query, never money
+we do not know about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+
+from repayments.channels.base import (
+    ChannelDeclined,
+    ChannelOutcomeUnknown,
+    ChannelUnavailable,
+    NextAction,
+    OrderRequest,
+    PaymentChannel,
+    TradeResult,
+)
+from repayments.domain.errors import DomainError
+from repayments.domain.states import AttemptStatus
+from repayments.models import Channel, EventKind, Payment, PaymentAttempt, PaymentMethodType
+from repayments.services.methods import METHOD_CHANNEL, UNREACHABLE_FAILURE_CODE
+from repayments.services.payments import Outcome, attempt_open, attempt_record_outcome
+from repayments.services.timeline import timeline_record
+
+ChannelFactory = Callable[[str], PaymentChannel]
+
+
+class FallbackNotSafe(DomainError):
+    """The earlier attempt may still take money; it must be resolved before another one."""
+
+    code = "fallback_not_safe"
+
+
+@dataclass(frozen=True)
+class Started:
+    attempt: PaymentAttempt
+    next_action: NextAction
+
+
+def default_channel(name: str) -> PaymentChannel:
+    """The configured adapter for ``name`` (imported lazily: each module loads keys)."""
+    if name == Channel.ALIPAY:
+        from repayments.channels.alipay import AlipayChannel, AlipayConfig
+
+        return AlipayChannel(AlipayConfig.from_settings())
+    if name == Channel.WECHATPAY:
+        from repayments.channels.wechatpay import WechatPayChannel, WechatPayConfig
+
+        return WechatPayChannel(WechatPayConfig.from_settings())
+    from repayments.channels.unionpay import UnionPayChannel, UnionPayConfig
+
+    return UnionPayChannel(UnionPayConfig.from_settings())
+
+
+def payment_start(
+    *,
+    payment_id: int,
+    method_type: PaymentMethodType,
+    now: datetime,
+    card_token: str = "",
+    channels: ChannelFactory = default_channel,
+) -> Started:
+    """Open an attempt through the method's channel and record what the channel said.
+
+    :raises AttemptAlreadyOpen, MethodNotAllowed, PaymentNotPayable: from attempt_open.
+    """
+    channel_name = METHOD_CHANNEL[method_type]
+    attempt = attempt_open(
+        payment_id=payment_id, channel=channel_name, method_type=method_type, now=now
+    )
+    request = OrderRequest(
+        out_trade_no=attempt.out_trade_no,
+        amount=attempt.amount,
+        subject=f"Car loan repayment {attempt.out_trade_no}",
+        notify_url=f"{settings.PORTAL_BASE_URL}/callbacks/{channel_name}/",
+        method_type=method_type,
+        card_token=card_token,
+    )
+    next_action = NextAction("none")
+    try:
+        created = channels(channel_name).create_order(request)
+        next_action = created.next_action
+        outcome = _outcome_from(created.result, EventKind.REQUEST)
+    except ChannelDeclined as exc:
+        outcome = Outcome(
+            AttemptStatus.FAILED,
+            EventKind.REQUEST,
+            failure_code=exc.code,
+            failure_message=exc.message,
+        )
+    except ChannelUnavailable as exc:
+        # Refused before any money moved: safe to offer another method at once.
+        outcome = Outcome(
+            AttemptStatus.FAILED,
+            EventKind.REQUEST,
+            failure_code=UNREACHABLE_FAILURE_CODE,
+            failure_message=exc.code,
+        )
+    except ChannelOutcomeUnknown as exc:
+        outcome = Outcome(AttemptStatus.UNKNOWN, EventKind.REQUEST, failure_code=exc.code)
+    attempt = attempt_record_outcome(attempt_id=attempt.pk, outcome=outcome, now=now)
+    return Started(attempt, next_action)
+
+
+def attempt_query(
+    *, attempt_id: int, now: datetime, channels: ChannelFactory = default_channel
+) -> PaymentAttempt:
+    """Ask the channel where an attempt stands and record the answer (a poll).
+
+    :raises ChannelUnavailable: when the channel cannot answer now (try later).
+    """
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    result = channels(attempt.channel).query(attempt.out_trade_no)
+    if result.status == attempt.status:
+        return attempt  # nothing new; keep the timeline free of repeated polls
+    return attempt_record_outcome(
+        attempt_id=attempt_id, outcome=_outcome_from(result, EventKind.POLL), now=now
+    )
+
+
+def payment_fallback(
+    *,
+    payment_id: int,
+    method_type: PaymentMethodType,
+    now: datetime,
+    card_token: str = "",
+    channels: ChannelFactory = default_channel,
+) -> Started:
+    """Try another method, but only once the earlier attempt is known not to have charged.
+
+    A waiting wallet order is closed at its channel first; if the channel says it
+    was paid meanwhile, the payment is booked instead and no new attempt opens.
+
+    :raises FallbackNotSafe: while the earlier attempt's outcome is unknown.
+    """
+    payment = Payment.objects.get(pk=payment_id)
+    previous = payment.attempts.order_by("-created_at", "-id").first()
+    if previous is not None and previous.is_open:
+        previous = _settle_open_attempt(previous, now=now, channels=channels)
+        if previous.status == AttemptStatus.SUCCEEDED:
+            return Started(previous, NextAction("none"))
+    return payment_start(
+        payment_id=payment_id,
+        method_type=method_type,
+        now=now,
+        card_token=card_token,
+        channels=channels,
+    )
+
+
+def _settle_open_attempt(
+    attempt: PaymentAttempt, *, now: datetime, channels: ChannelFactory
+) -> PaymentAttempt:
+    channel = channels(attempt.channel)
+    try:
+        result = channel.query(attempt.out_trade_no)
+    except (ChannelUnavailable, ChannelOutcomeUnknown) as exc:
+        raise FallbackNotSafe() from exc
+    if result.status in (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED, AttemptStatus.CLOSED):
+        return attempt_record_outcome(
+            attempt_id=attempt.pk, outcome=_outcome_from(result, EventKind.POLL), now=now
+        )
+    if result.status != AttemptStatus.PENDING:
+        raise FallbackNotSafe()  # the channel itself does not know yet
+    try:
+        channel.close(attempt.out_trade_no)
+    except ChannelDeclined:
+        # Paid between our query and the close: book it, never open a second attempt.
+        paid = channel.query(attempt.out_trade_no)
+        return attempt_record_outcome(
+            attempt_id=attempt.pk, outcome=_outcome_from(paid, EventKind.POLL), now=now
+        )
+    except (ChannelUnavailable, ChannelOutcomeUnknown) as exc:
+        raise FallbackNotSafe() from exc
+    closed = Outcome(AttemptStatus.CLOSED, EventKind.REQUEST, failure_code="closed_for_fallback")
+    return attempt_record_outcome(attempt_id=attempt.pk, outcome=closed, now=now)
+
+
+def attempt_refund_duplicate(
+    *, attempt_id: int, now: datetime, channels: ChannelFactory = default_channel
+) -> bool:
+    """Refund an attempt that took money for a payment another attempt already paid.
+
+    Returns whether the channel confirmed the refund; the result is on the timeline.
+    """
+    attempt = PaymentAttempt.objects.select_related("payment").get(pk=attempt_id)
+    result = channels(attempt.channel).refund(
+        out_trade_no=attempt.out_trade_no,
+        refund_no=f"RF{attempt.out_trade_no}"[:64],
+        amount=attempt.amount,
+        reason="duplicate payment",
+    )
+    timeline_record(
+        payment=attempt.payment,
+        attempt=attempt,
+        kind=EventKind.REFUND,
+        summary=f"duplicate {attempt.out_trade_no} refund "
+        + ("confirmed" if result.succeeded else "not confirmed"),
+        now=now,
+        data={
+            "refund_no": result.refund_no,
+            "succeeded": result.succeeded,
+            "failure_code": result.failure_code,
+        },
+    )
+    return result.succeeded
+
+
+def _outcome_from(result: TradeResult, source: EventKind) -> Outcome:
+    return Outcome(
+        status=result.status,
+        source=source,
+        accepted_at=result.accepted_at,
+        channel_trade_no=result.channel_trade_no,
+        failure_code=result.failure_code,
+        failure_message=result.failure_message,
+    )
