@@ -1,0 +1,96 @@
+"""Integration fixtures: the channel sandbox over real HTTP, and a callback receiver."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.conf import settings
+from django.core.management import call_command
+
+from repayments.channels.sandbox.app import Sandbox, serve
+from repayments.channels.sandbox.build import build_sandbox
+
+
+@dataclass
+class Received:
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class CallbackReceiver:
+    url: str
+    answer: bytes = b"success"
+    status: int = 200
+    received: list[Received] = field(default_factory=list)
+    arrived: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+
+    def wait(self, count: int = 1, timeout: float = 10.0) -> list[Received]:
+        for _ in range(count):
+            if not self.arrived.acquire(timeout=timeout):
+                raise AssertionError(f"expected {count} callbacks, got {len(self.received)}")
+        return self.received
+
+
+@dataclass
+class RunningSandbox:
+    sandbox: Sandbox
+    url: str
+    receiver: CallbackReceiver
+
+    def control(self, path: str, data: Any = None) -> dict[str, Any]:
+        response = requests.post(f"{self.url}/control/{path}", json=data or {}, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+
+def _receiver() -> tuple[ThreadingHTTPServer, CallbackReceiver]:
+    receiver = CallbackReceiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            receiver.received.append(Received(body, dict(self.headers.items())))
+            receiver.arrived.release()
+            self.send_response(receiver.status)
+            self.send_header("Content-Length", str(len(receiver.answer)))
+            self.end_headers()
+            self.wfile.write(receiver.answer)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_port}/callbacks/"
+    return server, receiver
+
+
+@pytest.fixture(scope="session")
+def channel_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    keys = tmp_path_factory.mktemp("keys")
+    original = settings.KEYS_DIR
+    settings.KEYS_DIR = keys
+    call_command("generate_channel_keys", verbosity=0)
+    yield keys
+    settings.KEYS_DIR = original
+
+
+@pytest.fixture
+def running_sandbox(channel_keys: Path) -> Iterator[RunningSandbox]:
+    receiver_server, receiver = _receiver()
+    threading.Thread(target=receiver_server.serve_forever, daemon=True).start()
+    sandbox = build_sandbox("http://127.0.0.1:0")
+    server = serve(sandbox, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.server_port}"
+    sandbox.base_url = url
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield RunningSandbox(sandbox, url, receiver)
+    server.shutdown()
+    receiver_server.shutdown()
