@@ -194,7 +194,7 @@ class AlipayChannel:
 
     # --- server calls ---------------------------------------------------------
 
-    def query(self, out_trade_no: str) -> TradeResult:
+    def query(self, out_trade_no: str, *, placed_at: datetime | None = None) -> TradeResult:
         """``alipay.trade.query``: the channel's current view of one of our orders."""
         answer = self._call("alipay.trade.query", {"out_trade_no": out_trade_no})
         if answer.get("code") == CODE_BUSINESS_FAILED:
@@ -383,6 +383,10 @@ class AlipayChannel:
             if _failed_before_sending(exc):
                 raise ChannelUnavailable("unreachable", str(exc)) from exc
             raise lost("no_answer", str(exc)) from exc
+        if response.status_code == 503:
+            # 503 Service Unavailable: the gateway refused before processing
+            # (maintenance, overload), so nothing happened and another channel is safe.
+            raise ChannelUnavailable("service_unavailable", "HTTP 503")
         if response.status_code != 200:
             # A proxy or load balancer answered: whether Alipay got it is unknowable.
             raise lost("http_status", f"HTTP {response.status_code}")

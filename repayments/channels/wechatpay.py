@@ -248,7 +248,7 @@ class WechatPayChannel:
         )
         return OrderCreated(result=result, next_action=NextAction("qr_code", code_url))
 
-    def query(self, out_trade_no: str) -> TradeResult:
+    def query(self, out_trade_no: str, *, placed_at: datetime | None = None) -> TradeResult:
         """Ask WeChat Pay for the order's state.
 
         A read moves no money, so every failure to get a usable, signed answer is

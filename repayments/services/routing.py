@@ -118,7 +118,7 @@ def attempt_query(
     :raises ChannelUnavailable: when the channel cannot answer now (try later).
     """
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
-    result = channels(attempt.channel).query(attempt.out_trade_no)
+    result = channels(attempt.channel).query(attempt.out_trade_no, placed_at=attempt.created_at)
     if result.status == attempt.status:
         return attempt  # nothing new; keep the timeline free of repeated polls
     return attempt_record_outcome(
@@ -161,7 +161,7 @@ def _settle_open_attempt(
 ) -> PaymentAttempt:
     channel = channels(attempt.channel)
     try:
-        result = channel.query(attempt.out_trade_no)
+        result = channel.query(attempt.out_trade_no, placed_at=attempt.created_at)
     except (ChannelUnavailable, ChannelOutcomeUnknown) as exc:
         raise FallbackNotSafe() from exc
     if result.status in (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED, AttemptStatus.CLOSED):
@@ -174,7 +174,7 @@ def _settle_open_attempt(
         channel.close(attempt.out_trade_no)
     except ChannelDeclined:
         # Paid between our query and the close: book it, never open a second attempt.
-        paid = channel.query(attempt.out_trade_no)
+        paid = channel.query(attempt.out_trade_no, placed_at=attempt.created_at)
         return attempt_record_outcome(
             attempt_id=attempt.pk, outcome=_outcome_from(paid, EventKind.POLL), now=now
         )

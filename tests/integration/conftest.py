@@ -94,3 +94,48 @@ def running_sandbox(channel_keys: Path) -> Iterator[RunningSandbox]:
     yield RunningSandbox(sandbox, url, receiver)
     server.shutdown()
     receiver_server.shutdown()
+
+
+@pytest.fixture
+def sandbox_channels(running_sandbox: RunningSandbox, channel_keys: Path, settings: Any) -> Any:
+    """Adapters configured against the running sandbox, as a routing channel factory."""
+    from repayments.channels.alipay import AlipayChannel, AlipayConfig
+    from repayments.channels.unionpay import UnionPayChannel, UnionPayConfig
+    from repayments.channels.wechatpay import WechatPayChannel, WechatPayConfig
+
+    settings.PORTAL_BASE_URL = running_sandbox.receiver.url.removesuffix("/callbacks/")
+    url = running_sandbox.url
+    adapters: dict[str, Any] = {
+        "alipay": AlipayChannel(
+            AlipayConfig(
+                app_id=settings.ALIPAY_APP_ID,
+                seller_id=settings.ALIPAY_SELLER_ID,
+                gateway_url=f"{url}/alipay/gateway.do",
+                app_private_key_path=str(channel_keys / "alipay" / "merchant_private.pem"),
+                alipay_public_key_path=str(channel_keys / "alipay" / "platform_public.pem"),
+                timeout=1.0,
+            )
+        ),
+        "wechatpay": WechatPayChannel(
+            WechatPayConfig(
+                mchid=settings.WECHATPAY_MCHID,
+                appid=settings.WECHATPAY_APPID,
+                api_url=f"{url}/wechatpay",
+                merchant_private_key_path=str(channel_keys / "wechatpay" / "merchant_private.pem"),
+                cert_serial=settings.WECHATPAY_CERT_SERIAL,
+                platform_public_key_path=str(channel_keys / "wechatpay" / "platform_public.pem"),
+                apiv3_key=(channel_keys / "wechatpay" / "apiv3.key").read_text().strip(),
+                timeout=1.0,
+            )
+        ),
+        "unionpay": UnionPayChannel(
+            UnionPayConfig(
+                mer_id=settings.UNIONPAY_MER_ID,
+                api_url=f"{url}/unionpay",
+                merchant_private_key_path=str(channel_keys / "unionpay" / "merchant_private.pem"),
+                platform_public_key_path=str(channel_keys / "unionpay" / "platform_public.pem"),
+                timeout=1.0,
+            )
+        ),
+    }
+    return adapters.__getitem__

@@ -75,7 +75,7 @@ class FakeChannel:
             else None,
         )
 
-    def query(self, out_trade_no: str) -> TradeResult:
+    def query(self, out_trade_no: str, *, placed_at: datetime | None = None) -> TradeResult:
         return self._result(out_trade_no)
 
     def close(self, out_trade_no: str) -> None:

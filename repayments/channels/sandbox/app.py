@@ -27,6 +27,7 @@ class SandboxRequest:
     query: Mapping[str, str]
     headers: Mapping[str, str]
     body: bytes
+    raw_query: str = ""  # exactly as sent: some protocols sign it
 
     def form(self) -> dict[str, str]:
         return dict(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True))
@@ -194,6 +195,7 @@ def make_handler(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                 query=dict(parse_qsl(split.query, keep_blank_values=True)),
                 headers=dict(self.headers.items()),
                 body=self.rfile.read(length) if length else b"",
+                raw_query=split.query,
             )
             try:
                 response = sandbox.dispatch(request)

@@ -6,6 +6,8 @@ from django.conf import settings
 
 from repayments.channels.sandbox.alipay import SandboxAlipay
 from repayments.channels.sandbox.app import Sandbox
+from repayments.channels.sandbox.unionpay import SandboxUnionPay
+from repayments.channels.sandbox.wechatpay import SandboxWechatPay
 
 
 def build_sandbox(base_url: str) -> Sandbox:
@@ -18,5 +20,18 @@ def build_sandbox(base_url: str) -> Sandbox:
             app_id=settings.ALIPAY_APP_ID,
             seller_id=settings.ALIPAY_SELLER_ID,
         )
+    )
+    apiv3 = settings.KEYS_DIR / "wechatpay" / "apiv3.key"
+    sandbox.register(
+        SandboxWechatPay(
+            sandbox,
+            keys_dir=settings.KEYS_DIR,
+            mchid=settings.WECHATPAY_MCHID,
+            appid=settings.WECHATPAY_APPID,
+            apiv3_key=apiv3.read_text().strip(),
+        )
+    )
+    sandbox.register(
+        SandboxUnionPay(sandbox, keys_dir=settings.KEYS_DIR, mer_id=settings.UNIONPAY_MER_ID)
     )
     return sandbox
