@@ -16,10 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-## Portal on http://127.0.0.1:8000/ with demo data, Celery worker and beat (Ctrl-C stops all).
+## Portal on http://127.0.0.1:8000/ with demo data, Celery worker, beat and the channel
+## sandbox on http://127.0.0.1:8100/control/ (Ctrl-C stops all).
 run: $(STAMP)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py ensure_roles
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py generate_channel_keys
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py seed_demo
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/honcho start -f Procfile
 

@@ -132,6 +132,17 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Every periodic job, in one place. Beat only wakes claimers: due work lives in
 # database rows, never in long ETAs on the broker.
 CELERY_BEAT_SCHEDULE = {
+    # 00:05 Shanghai: write one debit row per installment due today (idempotent).
+    "auto-debit-schedule": {
+        "task": "repayments.tasks.auto_debit_schedule_today",
+        "schedule": crontab(hour=0, minute=5),
+    },
+    # Every minute: claim due debit rows (from AUTO_DEBIT_HOUR on, plus retries)
+    # and hand each to a worker; also give back rows a dead worker left claimed.
+    "auto-debit-dispatch": {
+        "task": "repayments.tasks.auto_debit_dispatch",
+        "schedule": 60.0,
+    },
     # 03:30 Shanghai, after the nightly settlement window: prove the audit
     # log is intact and alert (log at ERROR) if any row was altered.
     "verify-audit-chain-nightly": {
@@ -210,6 +221,8 @@ SPECTACULAR_SETTINGS = {"TITLE": "Anxin Repay API", "VERSION": "1.0.0"}
 # --- Domain -----------------------------------------------------------------
 # How long a settlement quote stays valid once computed.
 SETTLEMENT_QUOTE_VALID_HOURS = env_int("SETTLEMENT_QUOTE_VALID_HOURS", 24, minimum=1)
+# Local hour at which due installments are withheld from bound cards.
+AUTO_DEBIT_HOUR = env_int("AUTO_DEBIT_HOUR", 9, minimum=0, maximum=20)
 # Shown when no online method can take a payment (bank transfer still can).
 REPAYMENT_BANK_ACCOUNT = env_str(
     "REPAYMENT_BANK_ACCOUNT", "中国工商银行 北京分行 0200 0000 0000 0000 000 (安心汽车金融有限公司)"

@@ -5,8 +5,15 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.utils import timezone
 
 from repayments.services.audit import audit_verify
+from repayments.services.autodebit import (
+    auto_debit_claim,
+    auto_debit_execute,
+    auto_debit_recover_stale,
+    auto_debit_schedule,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -19,3 +26,25 @@ def verify_audit_chain() -> bool:
         logger.error("audit chain broken at entry %s: %s", problem.entry_id, problem.reason)
         return False
     return True
+
+
+@shared_task(name="repayments.tasks.auto_debit_schedule_today", acks_late=True)
+def auto_debit_schedule_today() -> int:
+    now = timezone.now()
+    return auto_debit_schedule(run_date=timezone.localdate(now), now=now)
+
+
+@shared_task(name="repayments.tasks.auto_debit_dispatch", acks_late=True)
+def auto_debit_dispatch() -> int:
+    """Claim due debits and fan them out; the rows, not the broker, hold the schedule."""
+    now = timezone.now()
+    auto_debit_recover_stale(now=now)
+    ids = auto_debit_claim(now=now)
+    for debit_id in ids:
+        auto_debit_run.delay(debit_id=debit_id)
+    return len(ids)
+
+
+@shared_task(name="repayments.tasks.auto_debit_run", acks_late=True)
+def auto_debit_run(*, debit_id: int) -> str:
+    return auto_debit_execute(debit_id=debit_id, now=timezone.now()).status

@@ -1,6 +1,7 @@
 """Repayment models, split by sub-domain; import from here."""
 
 from repayments.models.audit import AuditChainHead, AuditEntry
+from repayments.models.autodebit import DebitStatus, ScheduledDebit
 from repayments.models.channels import ChannelSetting
 from repayments.models.loans import BoundCard, Installment, Loan, LoanStatus
 from repayments.models.payments import (
@@ -31,6 +32,7 @@ __all__ = [
     "BoundCard",
     "Channel",
     "ChannelSetting",
+    "DebitStatus",
     "EventKind",
     "Initiator",
     "Installment",
@@ -43,6 +45,7 @@ __all__ = [
     "PaymentMethodType",
     "PaymentPurpose",
     "Role",
+    "ScheduledDebit",
     "SettlementQuote",
     "SettlementQuoteLine",
     "User",

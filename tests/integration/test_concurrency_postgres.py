@@ -114,3 +114,30 @@ def test_concurrent_audit_appends_keep_one_chain() -> None:
     results = race(6, append)
     assert not [r for r in results if isinstance(r, Exception)]
     assert audit_verify() is None
+
+
+def test_concurrent_debit_claimers_never_take_the_same_row(make_loan) -> None:
+    from repayments.models import BoundCard, Channel, ScheduledDebit
+    from repayments.services.autodebit import auto_debit_claim, auto_debit_schedule
+
+    for n in range(30):
+        loan = make_loan()
+        BoundCard.objects.create(
+            borrower=loan.borrower,
+            channel=Channel.UNIONPAY,
+            card_token=f"tok-{n}",
+            card_masked="6222 **** **** 0000",
+            bank_name="ICBC",
+        )
+    assert auto_debit_schedule(run_date=DUE, now=at(DUE, 0)) == 30
+
+    def claim_all(_: int) -> list[int]:
+        mine: list[int] = []
+        while batch := auto_debit_claim(now=at(DUE, 9), limit=3):
+            mine.extend(batch)
+        return mine
+
+    results = race(4, claim_all)
+    claimed = [debit_id for batch in results for debit_id in batch]
+    assert sorted(claimed) == sorted(ScheduledDebit.objects.values_list("pk", flat=True))
+    assert len(claimed) == len(set(claimed)) == 30
