@@ -84,6 +84,7 @@ def test_declined_debit_retries_later_on_the_next_card(
     [notify] = running_sandbox.receiver.wait(1)
     from tests.integration.test_sandbox_channels import _apply
 
+    assert debit.payment is not None
     attempt = debit.payment.attempts.get()
     assert _apply(sandbox_channels, attempt, notify).status == AttemptStatus.FAILED
 
