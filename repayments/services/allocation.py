@@ -65,9 +65,11 @@ def payment_allocate(*, payment_id: int, now: datetime) -> list[Allocation]:
         installments = list(
             Installment.objects.select_for_update().filter(loan=loan).order_by("number")
         )
+        before = {i.pk: _booked_state(i) for i in installments}
         accrue_penalties(loan, installments, as_of=value_date)
         plan, credit_used = _plan(payment, loan, installments, value_date)
         rows = _book(payment, loan, installments, plan, value_date, now)
+        _save_changed(installments, before)
         _update_loan(loan, installments, plan, credit_used, value_date)
         payment.allocated_at = now
         payment.credit_applied = credit_used
@@ -174,16 +176,6 @@ def _book(
                 due_date=item.due_date,
                 grace_days=loan.product.grace_days,
             )
-    Installment.objects.bulk_update(
-        installments,
-        [
-            *_PAID_FIELD.values(),
-            *_DUE_FIELD.values(),
-            "penalty_accrued_through",
-            "paid_value_date",
-            "paid_on_time",
-        ],
-    )
     return Allocation.objects.bulk_create(
         Allocation(
             payment=payment,
@@ -195,6 +187,30 @@ def _book(
         )
         for line in plan.lines
     )
+
+
+_BOOKED_FIELDS = (
+    *_PAID_FIELD.values(),
+    *_DUE_FIELD.values(),
+    "penalty_accrued_through",
+    "paid_value_date",
+    "paid_on_time",
+)
+
+
+def _booked_state(item: Installment) -> tuple[object, ...]:
+    return tuple(getattr(item, name) for name in _BOOKED_FIELDS)
+
+
+def _save_changed(installments: list[Installment], before: dict[int, tuple[object, ...]]) -> None:
+    """Write only the installments this booking touched (usually one or two of many)."""
+    for item in installments:
+        old = before[item.pk]
+        changed = [
+            n for n, v, o in zip(_BOOKED_FIELDS, _booked_state(item), old, strict=True) if v != o
+        ]
+        if changed:
+            item.save(update_fields=changed)
 
 
 def _update_loan(

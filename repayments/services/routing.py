@@ -8,6 +8,7 @@ we do not know about.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,8 +46,12 @@ class Started:
     next_action: NextAction
 
 
+@functools.cache
 def default_channel(name: str) -> PaymentChannel:
-    """The configured adapter for ``name`` (imported lazily: each module loads keys)."""
+    """The configured adapter for ``name``, built once per process.
+
+    Loading an RSA key costs tens of milliseconds, far more than the call it signs.
+    """
     if name == Channel.ALIPAY:
         from repayments.channels.alipay import AlipayChannel, AlipayConfig
 

@@ -1,0 +1,274 @@
+"""Due-day batch: N installments due at 09:00, withheld through the sandbox and confirmed.
+
+Usage (PostgreSQL and Redis recommended, as in production):
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/anxin_bench \\
+    REDIS_URL=redis://127.0.0.1:6379/14 \\
+    .venv/bin/python bench/due_day_batch.py --installments 100000 --workers 4
+
+It creates N loans with one installment due today (set-up, not timed), starts
+the channel sandbox as its own process, then times the whole day's work:
+scheduling the debit rows, claiming and sending them from worker processes,
+and confirming each debit by querying the bank (callbacks are dropped, so
+confirmation goes through the same query path status sync uses). As a
+baseline in the same run it times bare withholding calls to the sandbox
+(adapter only, no database), and prints the pipeline's cost as a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+# Workers start fresh: a forked child would share the parent's database socket.
+SPAWN = multiprocessing.get_context("spawn")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("DJANGO_DEBUG", "true")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _setup_django(sandbox_url: str) -> None:
+    os.environ["UNIONPAY_API_URL"] = f"{sandbox_url}/unionpay"
+    os.environ["PORTAL_BASE_URL"] = "http://127.0.0.1:9"  # callbacks go nowhere
+    import django
+
+    django.setup()
+
+
+def _create_data(count: int) -> None:
+    from django.db import transaction
+    from django.utils import timezone
+
+    from repayments.models import BoundCard, Installment, Loan, LoanProduct, User
+    from repayments.services.loans import product_create
+
+    today = timezone.localdate()
+    now = timezone.now()
+    product = LoanProduct.objects.filter(code="bench").first() or product_create(
+        code="bench",
+        name="bench",
+        amortization_method="equal_installment",
+        annual_rate_percent=Decimal("6.0000"),
+        term_months=12,
+        now=now,
+    )
+    with transaction.atomic():
+        users = User.objects.bulk_create(
+            [User(phone=f"19{n:09d}", full_name=f"bench {n}") for n in range(count)],
+            batch_size=5000,
+        )
+        loans = Loan.objects.bulk_create(
+            [
+                Loan(
+                    contract_number=f"BENCH-{n:07d}",
+                    borrower=user,
+                    product=product,
+                    vehicle="bench",
+                    principal=Decimal("1000.00"),
+                    annual_rate_percent=product.annual_rate_percent,
+                    term_months=1,
+                    amortization_method=product.amortization_method,
+                    start_date=today - timedelta(days=30),
+                    repayment_day=min(today.day, 28),
+                )
+                for n, user in enumerate(users)
+            ],
+            batch_size=5000,
+        )
+        Installment.objects.bulk_create(
+            [
+                Installment(
+                    loan=loan,
+                    number=1,
+                    due_date=today,
+                    principal_due=Decimal("1000.00"),
+                    interest_due=Decimal("5.00"),
+                )
+                for loan in loans
+            ],
+            batch_size=5000,
+        )
+        BoundCard.objects.bulk_create(
+            [
+                BoundCard(
+                    borrower=user,
+                    channel="unionpay",
+                    card_token=f"bench_{n}",
+                    card_masked="6222 **** **** 0000",
+                    bank_name="bench",
+                )
+                for n, user in enumerate(users)
+            ],
+            batch_size=5000,
+        )
+
+
+def _debit_worker(args: tuple[str, int]) -> int:
+    sandbox_url, claim_size = args
+    _setup_django(sandbox_url)
+    from django.db import connection
+    from django.utils import timezone
+
+    from repayments.services.autodebit import auto_debit_claim, auto_debit_execute
+
+    done = 0
+    while ids := auto_debit_claim(now=timezone.now(), limit=claim_size):
+        for debit_id in ids:
+            auto_debit_execute(debit_id=debit_id, now=timezone.now())
+            done += 1
+    connection.close()
+    return done
+
+
+def _confirm_worker(args: tuple[str, int, int]) -> int:
+    sandbox_url, part, parts = args
+    _setup_django(sandbox_url)
+    from django.db import connection
+    from django.utils import timezone
+
+    from repayments.domain.states import AttemptStatus
+    from repayments.models import PaymentAttempt
+    from repayments.services.routing import attempt_query
+
+    pending = PaymentAttempt.objects.filter(status=AttemptStatus.PENDING).values_list(
+        "pk", flat=True
+    )
+    confirmed = 0
+    for attempt_id in pending.iterator():
+        if attempt_id % parts == part:
+            attempt_query(attempt_id=attempt_id, now=timezone.now())
+            confirmed += 1
+    connection.close()
+    return confirmed
+
+
+def _baseline(sandbox_url: str, calls: int) -> float:
+    """Bare adapter calls to the sandbox, no database: what the channel alone costs."""
+    from repayments.channels.base import OrderRequest
+    from repayments.channels.unionpay import UnionPayChannel, UnionPayConfig
+
+    channel = UnionPayChannel(UnionPayConfig.from_settings())
+    started = time.perf_counter()
+    for n in range(calls):
+        channel.create_order(
+            OrderRequest(
+                out_trade_no=f"BASE{n:08d}",
+                amount=Decimal("1005.00"),
+                subject="baseline",
+                notify_url="http://127.0.0.1:9/",
+                method_type="bank_debit_card",
+                card_token=f"base_{n}",
+            )
+        )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--installments", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--claim-size", type=int, default=200)
+    parser.add_argument("--baseline-calls", type=int, default=500)
+    parser.add_argument(
+        "--profile", action="store_true", help="send the debits in this process under cProfile"
+    )
+    options = parser.parse_args()
+
+    port = _free_port()
+    sandbox_url = f"http://127.0.0.1:{port}"
+    _setup_django(sandbox_url)
+    import requests
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from repayments.domain.states import PaymentStatus
+    from repayments.models import Payment
+    from repayments.services.autodebit import auto_debit_schedule
+
+    call_command("migrate", verbosity=0)
+    call_command("generate_channel_keys", verbosity=0)
+    sandbox = subprocess.Popen(
+        [sys.executable, "manage.py", "run_channel_sandbox", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(50):
+            try:
+                requests.post(
+                    f"{sandbox_url}/control/unionpay/faults",
+                    json={"drop_callbacks": 1.0},
+                    timeout=1,
+                )
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        print(f"setting up {options.installments} installments due today ...", flush=True)
+        _create_data(options.installments)
+        baseline = _baseline(sandbox_url, options.baseline_calls)
+        requests.post(f"{sandbox_url}/control/reset", timeout=5)
+        requests.post(
+            f"{sandbox_url}/control/unionpay/faults", json={"drop_callbacks": 1.0}, timeout=5
+        )
+
+        started = time.perf_counter()
+        scheduled = auto_debit_schedule(run_date=timezone.localdate(), now=timezone.now())
+        if options.profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            sent = profiler.runcall(_debit_worker, (sandbox_url, options.claim_size))
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        else:
+            with ProcessPoolExecutor(options.workers, mp_context=SPAWN) as pool:
+                jobs = [(sandbox_url, options.claim_size)] * options.workers
+                sent = sum(pool.map(_debit_worker, jobs))
+        debit_phase = time.perf_counter() - started
+        with ProcessPoolExecutor(options.workers, mp_context=SPAWN) as pool:
+            confirm_jobs = [(sandbox_url, part, options.workers) for part in range(options.workers)]
+            confirmed = sum(pool.map(_confirm_worker, confirm_jobs))
+        elapsed = time.perf_counter() - started
+
+        state = requests.get(f"{sandbox_url}/control/state", timeout=5).json()
+        succeeded = Payment.objects.filter(
+            status=PaymentStatus.SUCCEEDED, initiated_by="auto_debit"
+        ).count()
+        per_call = baseline / options.baseline_calls
+        per_debit = elapsed / max(options.installments, 1)
+        print(f"database: {os.environ.get('DATABASE_URL', 'sqlite (embedded)')}")
+        print(f"scheduled {scheduled}, sent {sent}, confirmed by query {confirmed}")
+        print(f"sandbox received {state['requests'].get('unionpay.debits', 0)} debits")
+        print(f"payments succeeded and booked: {succeeded}")
+        print(
+            f"debit phase {debit_phase:.1f} s, total {elapsed:.1f} s, "
+            f"{options.installments / elapsed:.0f} installments/s"
+        )
+        print(
+            f"baseline: bare withholding call {per_call * 1000:.2f} ms; pipeline per "
+            f"installment {per_debit * 1000:.2f} ms wall ({per_debit / per_call:.1f}x)"
+        )
+        print(
+            f"projected for 100,000 at this rate: {100_000 * per_debit / 60:.1f} min (target 5 min)"
+        )
+    finally:
+        sandbox.terminate()
+
+
+if __name__ == "__main__":
+    main()
