@@ -137,6 +137,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "repayments.tasks.auto_debit_schedule_today",
         "schedule": crontab(hour=0, minute=5),
     },
+    # Every 5 minutes: refund any second success flagged on a payment's timeline.
+    "refund-duplicates": {
+        "task": "repayments.tasks.refund_duplicates",
+        "schedule": 300.0,
+    },
     # Every minute: claim due debit rows (from AUTO_DEBIT_HOUR on, plus retries)
     # and hand each to a worker; also give back rows a dead worker left claimed.
     "auto-debit-dispatch": {

@@ -12,8 +12,10 @@ from repayments.services.autodebit import (
     auto_debit_claim,
     auto_debit_execute,
     auto_debit_recover_stale,
+    auto_debit_resume_declined,
     auto_debit_schedule,
 )
+from repayments.services.routing import duplicates_refund
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ def auto_debit_dispatch() -> int:
     """Claim due debits and fan them out; the rows, not the broker, hold the schedule."""
     now = timezone.now()
     auto_debit_recover_stale(now=now)
+    auto_debit_resume_declined(now=now)
     ids = auto_debit_claim(now=now)
     for debit_id in ids:
         auto_debit_run.delay(debit_id=debit_id)
@@ -48,3 +51,9 @@ def auto_debit_dispatch() -> int:
 @shared_task(name="repayments.tasks.auto_debit_run", acks_late=True)
 def auto_debit_run(*, debit_id: int) -> str:
     return auto_debit_execute(debit_id=debit_id, now=timezone.now()).status
+
+
+@shared_task(name="repayments.tasks.refund_duplicates", acks_late=True)
+def refund_duplicates() -> int:
+    """Refund attempts that took money for an already-paid payment (rule 4)."""
+    return duplicates_refund(now=timezone.now())

@@ -220,7 +220,7 @@ class AlipayChannel:
             raise ChannelUnavailable("unparseable_response", "answer is about another order")
         return result
 
-    def close(self, out_trade_no: str) -> None:
+    def close(self, out_trade_no: str, *, placed_at: datetime | None = None) -> None:
         """``alipay.trade.close``: make an unpaid order unpayable.
 
         :raises ChannelDeclined: ``already_paid`` when the trade is no longer

@@ -64,6 +64,9 @@ class OrderRequest:
     return_url: str = ""
     card_token: str = ""
     expires_at: datetime | None = None
+    # When we placed the order; UnionPay finds an order by number *and* this time,
+    # so the same value must go into the order and every later query or cancel.
+    placed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ class PaymentChannel(Protocol):
         """``placed_at``: when we sent the order (UnionPay finds orders by number and time)."""
         ...
 
-    def close(self, out_trade_no: str) -> None: ...
+    def close(self, out_trade_no: str, *, placed_at: datetime | None = None) -> None: ...
 
     def refund(
         self, *, out_trade_no: str, refund_no: str, amount: Decimal, reason: str

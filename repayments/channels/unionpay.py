@@ -416,7 +416,7 @@ class UnionPayChannel:
             raise ChannelDeclined("invalid_amount", str(exc)) from exc
         fields = self._common(TXN_WITHHOLD, "00") | {
             "orderId": request.out_trade_no,
-            "txnTime": txn_time(self._clock()),
+            "txnTime": txn_time(request.placed_at or self._clock()),
             "txnAmt": str(fen),
             "currencyCode": "156",
             "tokenPayData": f"{{token={request.card_token}}}",

@@ -278,7 +278,7 @@ class WechatPayChannel:
             raise ChannelUnavailable("malformed_response", "answer is about another order")
         return result
 
-    def close(self, out_trade_no: str) -> None:
+    def close(self, out_trade_no: str, *, placed_at: datetime | None = None) -> None:
         """Close an unpaid order so it can no longer be paid.
 
         :raises ChannelDeclined: ``already_paid`` when the borrower paid first (query

@@ -13,9 +13,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from repayments.domain.states import OPEN_ATTEMPT_STATUSES, AttemptStatus
+from repayments.domain.states import OPEN_ATTEMPT_STATUSES, AttemptStatus, PaymentStatus
 from repayments.models import (
     BoundCard,
+    Channel,
     DebitStatus,
     Initiator,
     Installment,
@@ -24,7 +25,12 @@ from repayments.models import (
     PaymentMethodType,
     ScheduledDebit,
 )
-from repayments.services.errors import AttemptAlreadyOpen, PaymentNotPayable
+from repayments.services.errors import (
+    AttemptAlreadyOpen,
+    IdempotencyKeyReused,
+    MethodNotAllowed,
+    PaymentNotPayable,
+)
 from repayments.services.payments import payment_create
 from repayments.services.routing import ChannelFactory, default_channel, payment_start
 
@@ -81,6 +87,12 @@ def auto_debit_execute(
     debit = ScheduledDebit.objects.select_related("installment", "loan").get(pk=debit_id)
     if debit.status != DebitStatus.IN_FLIGHT:
         return debit  # a redelivered task: the first run already did the work
+    key = f"auto-debit:{debit.installment_id}:{debit.run_date}:{debit.tries}"
+    earlier = _attempt_for_key(debit, key)
+    if earlier is not None:
+        # This try already reached the bank (a redelivery or a recovered row): its
+        # attempt decides, and the same card is never debited twice for one try.
+        return _after_attempt(debit, earlier, now)
     owed = debit.installment.total_due - debit.installment.total_paid
     cards = _usable_cards(debit, now)
     if owed <= 0 or debit.loan.status != LoanStatus.ACTIVE or not cards:
@@ -89,32 +101,40 @@ def auto_debit_execute(
         loan_id=debit.loan_id, status__in=OPEN_ATTEMPT_STATUSES
     ).exists():
         return _retry_or_give_up(debit, now, "attempt_in_progress", next_card=False)
-    payment = payment_create(
-        loan=debit.loan,
-        amount=owed,
-        now=now,
-        idempotency_key=f"auto-debit:{debit.installment_id}:{debit.run_date}:{debit.tries}",
-        initiated_by=Initiator.AUTO_DEBIT,
-    )
-    # Remember the payment before calling the bank, so a crash here is recoverable.
-    debit.payment = payment
-    debit.save(update_fields=["payment"])
-    card = cards[debit.card_index % len(cards)]
     try:
+        payment = payment_create(
+            loan=debit.loan,
+            amount=owed,
+            now=now,
+            idempotency_key=key,
+            initiated_by=Initiator.AUTO_DEBIT,
+        )
+        # Remember the payment before calling the bank, so a crash here is recoverable.
+        debit.payment = payment
+        debit.save(update_fields=["payment"])
         started = payment_start(
             payment_id=payment.pk,
             method_type=PaymentMethodType.BANK_DEBIT_CARD,
             now=now,
-            card_token=card.card_token,
+            card_token=cards[debit.card_index % len(cards)].card_token,
             channels=channels,
         )
-    except (PaymentNotPayable, AttemptAlreadyOpen):
-        # A retry of a run that got further than we knew: its attempt decides.
-        latest = payment.attempts.order_by("-created_at", "-id").first()
-        if latest is None:
-            raise
-        return _after_attempt(debit, latest, now)
+    except AttemptAlreadyOpen:
+        # The borrower started paying between our check and our attempt.
+        return _retry_or_give_up(debit, now, "attempt_in_progress", next_card=False)
+    except (PaymentNotPayable, MethodNotAllowed, IdempotencyKeyReused) as exc:
+        return _finish(debit, DebitStatus.GAVE_UP, now, exc.code)
     return _after_attempt(debit, started.attempt, now)
+
+
+def _attempt_for_key(debit: ScheduledDebit, key: str) -> PaymentAttempt | None:
+    return (
+        PaymentAttempt.objects.filter(
+            payment__borrower_id=debit.loan.borrower_id, payment__idempotency_key=key
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
 
 
 def _after_attempt(debit: ScheduledDebit, attempt: PaymentAttempt, now: datetime) -> ScheduledDebit:
@@ -155,7 +175,10 @@ def _usable_cards(debit: ScheduledDebit, now: datetime) -> list[BoundCard]:
     return [
         card
         for card in BoundCard.objects.filter(
-            borrower_id=debit.loan.borrower_id, is_active=True, is_credit=False
+            borrower_id=debit.loan.borrower_id,
+            channel=Channel.UNIONPAY,
+            is_active=True,
+            is_credit=False,
         ).order_by("priority", "pk")
         if card.verified_until is None or card.verified_until >= today
     ]
@@ -164,7 +187,30 @@ def _usable_cards(debit: ScheduledDebit, now: datetime) -> list[BoundCard]:
 def auto_debit_recover_stale(
     *, now: datetime, older_than: timedelta = timedelta(minutes=15)
 ) -> int:
-    """Give rows back whose worker died after claiming them but before starting a payment."""
+    """Give back rows whose worker died after claiming them.
+
+    Safe even if that worker reached the bank: the next run finds the try's
+    attempt by its idempotency key and decides from it instead of debiting again.
+    """
     return ScheduledDebit.objects.filter(
-        status=DebitStatus.IN_FLIGHT, payment__isnull=True, updated_at__lt=now - older_than
+        status=DebitStatus.IN_FLIGHT, updated_at__lt=now - older_than
     ).update(status=DebitStatus.WAITING, updated_at=now)
+
+
+def auto_debit_resume_declined(*, now: datetime) -> int:
+    """Put back in line the debits the bank declined after accepting them (by notify or
+    query): known not charged, so the next card may be tried later today."""
+    resumed = 0
+    handed_off = ScheduledDebit.objects.filter(
+        status=DebitStatus.HANDED_OFF,
+        payment__status=PaymentStatus.FAILED,
+        run_date=timezone.localdate(now),
+    ).select_related("loan")
+    for debit in handed_off:
+        latest = (
+            debit.payment.attempts.order_by("-created_at", "-id").first() if debit.payment else None
+        )
+        if latest is not None and latest.status == AttemptStatus.FAILED:
+            _retry_or_give_up(debit, now, latest.failure_code, next_card=True)
+            resumed += 1
+    return resumed

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Max, Q
@@ -107,9 +108,17 @@ def channel_states(now: datetime) -> dict[str, ChannelState]:
             priority=setting.priority,
             single_limit=setting.single_payment_limit,
             maintenance_until=_maintenance_until(setting, now),
-            circuit_open_until=row["last_failure"] + CIRCUIT_COOL_OFF if tripped else None,
+            circuit_open_until=_circuit_until(row, tripped, now),
         )
     return states
+
+
+def _circuit_until(row: dict[str, Any], tripped: bool, now: datetime) -> datetime | None:
+    """Open until a cool-off after the last unreachable failure, and no longer."""
+    if not tripped or row.get("last_failure") is None:
+        return None
+    until: datetime = row["last_failure"] + CIRCUIT_COOL_OFF
+    return until if until > now else None
 
 
 def _maintenance_until(setting: ChannelSetting, now: datetime) -> datetime | None:
@@ -135,7 +144,8 @@ def _method_facts(loan: Loan, now: datetime) -> list[MethodFacts]:
     for method, channel in METHOD_CHANNEL.items():
         needs_card = method in CARD_METHODS
         usable = [c for c in cards if c.is_credit == CARD_METHODS.get(method)]
-        verified = any(c.verified_until is None or c.verified_until >= now.date() for c in usable)
+        today = timezone.localdate(now)
+        verified = any(c.verified_until is None or c.verified_until >= today for c in usable)
         facts.append(
             MethodFacts(
                 method_type=method.value,

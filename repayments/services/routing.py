@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 
@@ -26,18 +26,38 @@ from repayments.channels.base import (
 )
 from repayments.domain.errors import DomainError
 from repayments.domain.states import AttemptStatus
-from repayments.models import Channel, EventKind, Payment, PaymentAttempt, PaymentMethodType
+from repayments.models import (
+    Channel,
+    EventKind,
+    Payment,
+    PaymentAttempt,
+    PaymentEvent,
+    PaymentMethodType,
+)
 from repayments.services.methods import METHOD_CHANNEL, UNREACHABLE_FAILURE_CODE
 from repayments.services.payments import Outcome, attempt_open, attempt_record_outcome
 from repayments.services.timeline import timeline_record
 
 ChannelFactory = Callable[[str], PaymentChannel]
 
+# A wallet order left unpaid this long can no longer be paid at the channel, so an
+# abandoned QR code or checkout page cannot take money after a fallback.
+WALLET_ORDER_TTL = timedelta(minutes=30)
+CARD_METHODS = frozenset({PaymentMethodType.BANK_DEBIT_CARD, PaymentMethodType.BANK_CREDIT_CARD})
+# Close answers that prove the order can take no money: it never reached the channel.
+NEVER_CREATED_CODES = frozenset({"ORDER_NOT_EXIST", "ORDER_NOT_FOUND"})
+
 
 class FallbackNotSafe(DomainError):
     """The earlier attempt may still take money; it must be resolved before another one."""
 
     code = "fallback_not_safe"
+
+
+class AmountMismatch(DomainError):
+    """The channel reports another amount than the order: kept aside, never booked."""
+
+    code = "amount_mismatch"
 
 
 @dataclass(frozen=True)
@@ -88,27 +108,19 @@ def payment_start(
         notify_url=f"{settings.PORTAL_BASE_URL}/callbacks/{channel_name}/",
         method_type=method_type,
         card_token=card_token,
+        placed_at=attempt.created_at,
+        expires_at=None if method_type in CARD_METHODS else now + WALLET_ORDER_TTL,
     )
     next_action = NextAction("none")
     try:
         created = channels(channel_name).create_order(request)
         next_action = created.next_action
-        outcome = _outcome_from(created.result, EventKind.REQUEST)
+        outcome = _outcome_from(created.result, EventKind.REQUEST, attempt)
     except ChannelDeclined as exc:
-        outcome = Outcome(
-            AttemptStatus.FAILED,
-            EventKind.REQUEST,
-            failure_code=exc.code,
-            failure_message=exc.message,
-        )
+        outcome = _failed(exc.code, exc.message)
     except ChannelUnavailable as exc:
         # Refused before any money moved: safe to offer another method at once.
-        outcome = Outcome(
-            AttemptStatus.FAILED,
-            EventKind.REQUEST,
-            failure_code=UNREACHABLE_FAILURE_CODE,
-            failure_message=exc.code,
-        )
+        outcome = _failed(UNREACHABLE_FAILURE_CODE, exc.code)
     except ChannelOutcomeUnknown as exc:
         outcome = Outcome(AttemptStatus.UNKNOWN, EventKind.REQUEST, failure_code=exc.code)
     attempt = attempt_record_outcome(attempt_id=attempt.pk, outcome=outcome, now=now)
@@ -121,14 +133,14 @@ def attempt_query(
     """Ask the channel where an attempt stands and record the answer (a poll).
 
     :raises ChannelUnavailable: when the channel cannot answer now (try later).
+    :raises AmountMismatch: when the channel reports another amount.
     """
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
     result = channels(attempt.channel).query(attempt.out_trade_no, placed_at=attempt.created_at)
     if result.status == attempt.status:
         return attempt  # nothing new; keep the timeline free of repeated polls
-    return attempt_record_outcome(
-        attempt_id=attempt_id, outcome=_outcome_from(result, EventKind.POLL), now=now
-    )
+    outcome = _outcome_from(result, EventKind.POLL, attempt)
+    return attempt_record_outcome(attempt_id=attempt_id, outcome=outcome, now=now)
 
 
 def payment_fallback(
@@ -170,23 +182,22 @@ def _settle_open_attempt(
     except (ChannelUnavailable, ChannelOutcomeUnknown) as exc:
         raise FallbackNotSafe() from exc
     if result.status in (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED, AttemptStatus.CLOSED):
-        return attempt_record_outcome(
-            attempt_id=attempt.pk, outcome=_outcome_from(result, EventKind.POLL), now=now
-        )
+        return _record(attempt, _outcome_from(result, EventKind.POLL, attempt), now)
     if result.status != AttemptStatus.PENDING:
         raise FallbackNotSafe()  # the channel itself does not know yet
     try:
-        channel.close(attempt.out_trade_no)
-    except ChannelDeclined:
+        channel.close(attempt.out_trade_no, placed_at=attempt.created_at)
+    except ChannelDeclined as exc:
+        if exc.code in NEVER_CREATED_CODES:
+            return _record(attempt, _closed(), now)
+        if exc.code != "already_paid":
+            raise FallbackNotSafe() from exc
         # Paid between our query and the close: book it, never open a second attempt.
         paid = channel.query(attempt.out_trade_no, placed_at=attempt.created_at)
-        return attempt_record_outcome(
-            attempt_id=attempt.pk, outcome=_outcome_from(paid, EventKind.POLL), now=now
-        )
+        return _record(attempt, _outcome_from(paid, EventKind.POLL, attempt), now)
     except (ChannelUnavailable, ChannelOutcomeUnknown) as exc:
         raise FallbackNotSafe() from exc
-    closed = Outcome(AttemptStatus.CLOSED, EventKind.REQUEST, failure_code="closed_for_fallback")
-    return attempt_record_outcome(attempt_id=attempt.pk, outcome=closed, now=now)
+    return _record(attempt, _closed(), now)
 
 
 def attempt_refund_duplicate(
@@ -194,21 +205,27 @@ def attempt_refund_duplicate(
 ) -> bool:
     """Refund an attempt that took money for a payment another attempt already paid.
 
-    Returns whether the channel confirmed the refund; the result is on the timeline.
+    Only an attempt flagged ``refund_required`` on its payment's timeline, and not
+    yet refunded, is sent. Returns whether this call got a refund confirmed.
     """
     attempt = PaymentAttempt.objects.select_related("payment").get(pk=attempt_id)
+    events = PaymentEvent.objects.filter(payment_id=attempt.payment_id)
+    flagged = events.filter(kind=EventKind.NOTE, data__refund_required=attempt.out_trade_no)
+    done = events.filter(kind=EventKind.REFUND, attempt=attempt, data__succeeded=True)
+    if attempt.status != AttemptStatus.SUCCEEDED or not flagged.exists() or done.exists():
+        return False  # not a duplicate, or already refunded: nothing to send
     result = channels(attempt.channel).refund(
         out_trade_no=attempt.out_trade_no,
         refund_no=f"RF{attempt.out_trade_no}"[:64],
         amount=attempt.amount,
         reason="duplicate payment",
     )
+    outcome = "confirmed" if result.succeeded else "not confirmed"
     timeline_record(
         payment=attempt.payment,
         attempt=attempt,
         kind=EventKind.REFUND,
-        summary=f"duplicate {attempt.out_trade_no} refund "
-        + ("confirmed" if result.succeeded else "not confirmed"),
+        summary=f"duplicate {attempt.out_trade_no} refund {outcome}",
         now=now,
         data={
             "refund_no": result.refund_no,
@@ -219,7 +236,42 @@ def attempt_refund_duplicate(
     return result.succeeded
 
 
-def _outcome_from(result: TradeResult, source: EventKind) -> Outcome:
+def duplicates_refund(*, now: datetime, channels: ChannelFactory = default_channel) -> int:
+    """Refund every flagged duplicate not yet refunded (the flag is written with the
+    state change, so this sweep finds it even after a crash). Returns refunds confirmed."""
+    notes = PaymentEvent.objects.filter(kind=EventKind.NOTE, data__has_key="refund_required")
+    confirmed = 0
+    for payment_id, out_trade_no in notes.values_list("payment_id", "data__refund_required"):
+        attempt = PaymentAttempt.objects.get(payment_id=payment_id, out_trade_no=out_trade_no)
+        try:
+            confirmed += attempt_refund_duplicate(attempt_id=attempt.pk, now=now, channels=channels)
+        except (ChannelUnavailable, ChannelOutcomeUnknown):
+            continue  # the refund number is fixed, so the next sweep retries it safely
+    return confirmed
+
+
+def _record(attempt: PaymentAttempt, outcome: Outcome, now: datetime) -> PaymentAttempt:
+    return attempt_record_outcome(attempt_id=attempt.pk, outcome=outcome, now=now)
+
+
+def _closed() -> Outcome:
+    return Outcome(AttemptStatus.CLOSED, EventKind.REQUEST, failure_code="closed_for_fallback")
+
+
+def _failed(code: str, message: str) -> Outcome:
+    return Outcome(
+        AttemptStatus.FAILED, EventKind.REQUEST, failure_code=code, failure_message=message
+    )
+
+
+def _outcome_from(result: TradeResult, source: EventKind, attempt: PaymentAttempt) -> Outcome:
+    """:raises AmountMismatch: a success for another amount than the order's."""
+    if (
+        result.status == AttemptStatus.SUCCEEDED
+        and result.amount is not None
+        and result.amount != attempt.amount
+    ):
+        raise AmountMismatch(f"{attempt.out_trade_no}: channel says {result.amount}")
     return Outcome(
         status=result.status,
         source=source,

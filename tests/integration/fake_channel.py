@@ -38,6 +38,8 @@ class FakeChannel:
     charges: list[str] = field(default_factory=list)
     refunds: list[str] = field(default_factory=list)
     pay_on_close: bool = False  # the borrower pays in the instant before we close
+    close_not_exist: bool = False  # the create never reached the channel
+    reported_amount: Decimal | None = None  # the channel claims another amount
 
     def create_order(self, request: OrderRequest) -> OrderCreated:
         self.amounts[request.out_trade_no] = request.amount
@@ -69,7 +71,7 @@ class FakeChannel:
             out_trade_no=out_trade_no,
             status=self.orders.get(out_trade_no, AttemptStatus.PENDING),
             channel_trade_no=f"T{out_trade_no}",
-            amount=self.amounts.get(out_trade_no),
+            amount=self.reported_amount or self.amounts.get(out_trade_no),
             accepted_at=datetime(2026, 2, 5, 2, 0).astimezone()
             if self.orders.get(out_trade_no) == AttemptStatus.SUCCEEDED
             else None,
@@ -78,7 +80,9 @@ class FakeChannel:
     def query(self, out_trade_no: str, *, placed_at: datetime | None = None) -> TradeResult:
         return self._result(out_trade_no)
 
-    def close(self, out_trade_no: str) -> None:
+    def close(self, out_trade_no: str, *, placed_at: datetime | None = None) -> None:
+        if self.close_not_exist:
+            raise ChannelDeclined("ORDER_NOT_EXIST")
         if self.pay_on_close:
             self.pay(out_trade_no)
         if self.orders.get(out_trade_no) == AttemptStatus.SUCCEEDED:

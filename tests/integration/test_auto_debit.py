@@ -10,6 +10,7 @@ from repayments.services.autodebit import (
     auto_debit_claim,
     auto_debit_execute,
     auto_debit_recover_stale,
+    auto_debit_resume_declined,
     auto_debit_schedule,
 )
 from tests.conftest import at
@@ -87,6 +88,16 @@ def test_declined_debit_retries_later_on_the_next_card(
     assert debit.payment is not None
     attempt = debit.payment.attempts.get()
     assert _apply(sandbox_channels, attempt, notify).status == AttemptStatus.FAILED
+    # Known not charged: the row goes back in line for the next card, 30 minutes on.
+    assert auto_debit_resume_declined(now=NINE + timedelta(minutes=1)) == 1
+    debit.refresh_from_db()
+    assert debit.status == DebitStatus.WAITING
+    assert debit.card_index == 1
+    running_sandbox.control("unionpay/faults", {"decline_rate": 0.0})
+    [again] = auto_debit_claim(now=debit.next_try_at)
+    auto_debit_execute(debit_id=again, now=debit.next_try_at, channels=sandbox_channels)
+    cards = [o.card_token for o in running_sandbox.sandbox.ledger.orders("unionpay")]
+    assert cards == ["{token=tok_first}", "{token=tok_second}"]
 
 
 def test_synchronous_decline_schedules_a_retry_on_the_next_card(loan) -> None:
@@ -136,3 +147,20 @@ def test_row_left_by_a_dead_worker_is_given_back(loan) -> None:
     assert auto_debit_recover_stale(now=NINE + timedelta(minutes=5)) == 0
     assert auto_debit_recover_stale(now=NINE + timedelta(minutes=20)) == 1
     assert len(auto_debit_claim(now=NINE + timedelta(minutes=20))) == 1
+
+
+def test_recovered_row_whose_try_reached_the_bank_is_not_debited_again(
+    loan, sandbox_channels, running_sandbox
+) -> None:
+    auto_debit_schedule(run_date=DUE, now=NINE)
+    debit_id = _claim_one()
+    auto_debit_execute(debit_id=debit_id, now=NINE, channels=sandbox_channels)
+    # As if the worker died after the bank call but before recording the row's state.
+    ScheduledDebit.objects.filter(pk=debit_id).update(status=DebitStatus.IN_FLIGHT)
+    assert auto_debit_recover_stale(now=NINE + timedelta(minutes=20)) == 1
+    [again] = auto_debit_claim(now=NINE + timedelta(minutes=20))
+    debit = auto_debit_execute(
+        debit_id=again, now=NINE + timedelta(minutes=20), channels=sandbox_channels
+    )
+    assert debit.status == DebitStatus.HANDED_OFF
+    assert running_sandbox.sandbox.ledger.requests["unionpay.debits"] == 1

@@ -109,11 +109,11 @@ def test_unreachable_channel_trips_the_circuit(make_loan) -> None:
         PaymentAttempt.objects.filter(pk=attempt.pk).update(
             status=AttemptStatus.FAILED,
             failure_code=UNREACHABLE_FAILURE_CODE,
-            updated_at=NOW - timedelta(minutes=1, seconds=n),
+            updated_at=NOW - timedelta(seconds=30 + n),
         )
     bank = _by_method(_choice(loan))["bank_debit_card"]
     assert bank.option.reason == Reason.CHANNEL_UNHEALTHY
-    assert bank.option.retry_after == NOW  # one minute after the last failure
+    assert bank.option.retry_after == NOW + timedelta(seconds=30)  # a minute after the last
     later = _by_method(_choice(loan, now=NOW + timedelta(minutes=10)))["bank_debit_card"]
     assert later.option.reason == Reason.NO_BOUND_CARD  # window passed: circuit closed
 

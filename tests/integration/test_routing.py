@@ -10,9 +10,11 @@ from repayments.models import Allocation, EventKind, PaymentEvent, PaymentMethod
 from repayments.services.errors import AttemptAlreadyOpen
 from repayments.services.payments import payment_create
 from repayments.services.routing import (
+    AmountMismatch,
     FallbackNotSafe,
     attempt_query,
     attempt_refund_duplicate,
+    duplicates_refund,
     payment_fallback,
     payment_start,
 )
@@ -112,8 +114,13 @@ def test_both_attempts_succeed_one_is_kept_and_the_later_refunded(payment, chann
     attempt_query(attempt_id=first.attempt.pk, now=NOW, channels=channels)
     note = PaymentEvent.objects.get(payment=payment, kind=EventKind.NOTE)
     assert note.data == {"refund_required": first.attempt.out_trade_no}
-    assert attempt_refund_duplicate(attempt_id=first.attempt.pk, now=NOW, channels=channels)
+    # The sweep finds the flag and refunds it, once, however often it runs.
+    assert duplicates_refund(now=NOW, channels=channels) == 1
+    assert duplicates_refund(now=NOW, channels=channels) == 0
     assert channels("alipay").refunds == [first.attempt.out_trade_no]
+    # The kept attempt is never refunded, even if asked directly.
+    assert not attempt_refund_duplicate(attempt_id=second.pk, now=NOW, channels=channels)
+    assert channels("wechatpay").refunds == []
     assert sum(a.amount for a in Allocation.objects.filter(payment=payment)) == Decimal("8606.64")
 
 
@@ -126,3 +133,23 @@ def test_declined_debit_fails_with_the_bank_reason(payment, channels) -> None:
     assert started.attempt.failure_code == "INSUFFICIENT_FUNDS"
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.FAILED
+
+
+def test_order_the_channel_never_received_is_closed_and_replaced(payment, channels) -> None:
+    first = payment_start(payment_id=payment.pk, method_type=WECHAT, now=NOW, channels=channels)
+    channels("wechatpay").close_not_exist = True
+    second = payment_fallback(payment_id=payment.pk, method_type=ALIPAY, now=NOW, channels=channels)
+    first.attempt.refresh_from_db()
+    assert first.attempt.status == AttemptStatus.CLOSED
+    assert second.attempt.channel == "alipay"
+
+
+def test_success_for_another_amount_is_not_booked(payment, channels) -> None:
+    started = payment_start(payment_id=payment.pk, method_type=ALIPAY, now=NOW, channels=channels)
+    channels("alipay").pay(started.attempt.out_trade_no)
+    channels("alipay").reported_amount = Decimal("1.00")
+    with pytest.raises(AmountMismatch):
+        attempt_query(attempt_id=started.attempt.pk, now=NOW, channels=channels)
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.PROCESSING
+    assert not Allocation.objects.filter(payment=payment).exists()

@@ -84,7 +84,8 @@ class SandboxUnionPay:
 
     def _query(self, fields: dict[str, str]) -> SandboxResponse:
         order = self.sandbox.ledger.get(self.name, fields.get("orderId", ""))
-        if order is None:
+        # UnionPay finds an order by its number and its original txnTime.
+        if order is None or order.extra.get("txnTime") != fields.get("txnTime"):
             return self._answer(fields, respCode="34", respMsg="查无此交易")
         return self._answer(fields, respCode="00", respMsg="成功", **self._trade(order))
 
