@@ -35,7 +35,6 @@ from zoneinfo import ZoneInfo
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
-from urllib3.exceptions import NewConnectionError
 
 from repayments.channels.base import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -55,6 +54,7 @@ from repayments.channels.base import (
     TradeResult,
 )
 from repayments.channels.crypto import load_private_key, load_public_key, rsa2_sign, rsa2_verify
+from repayments.channels.transport import request_never_sent
 from repayments.domain.money import InvalidAmount, parse_amount
 from repayments.domain.states import AttemptStatus
 
@@ -380,7 +380,7 @@ class AlipayChannel:
                 timeout=self.config.timeout,
             )
         except requests.RequestException as exc:
-            if _failed_before_sending(exc):
+            if request_never_sent(exc):
                 raise ChannelUnavailable("unreachable", str(exc)) from exc
             raise lost("no_answer", str(exc)) from exc
         if response.status_code == 503:
@@ -438,31 +438,6 @@ def _check_gateway_code(answer: Mapping[str, Any], lost: type[ChannelError]) -> 
 def _describe(answer: Mapping[str, Any]) -> str:
     parts = (answer.get(key) for key in ("code", "msg", "sub_code", "sub_msg"))
     return " ".join(str(part) for part in parts if part)
-
-
-def _failed_before_sending(exc: requests.RequestException) -> bool:
-    """True when the request certainly never reached Alipay, so nothing can have happened.
-
-    Refused or unresolvable connections, connect time-outs and bad URLs all fail
-    before a byte of the request is sent. A read time-out or a connection dropped
-    mid-answer happen after, so they return False; so do TLS errors, which urllib3
-    reports the same way whether they happen in the handshake or while reading.
-    """
-    if isinstance(
-        exc,
-        (
-            requests.exceptions.ConnectTimeout,
-            requests.exceptions.InvalidURL,
-            requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema,
-        ),
-    ):
-        return True
-    if isinstance(exc, requests.exceptions.ConnectionError) and exc.args:
-        # requests wraps urllib3's MaxRetryError, whose reason is the real cause.
-        reason = getattr(exc.args[0], "reason", exc.args[0])
-        return isinstance(reason, NewConnectionError)
-    return False
 
 
 def _top_level_spans(text: str) -> dict[str, str]:

@@ -35,7 +35,6 @@ from zoneinfo import ZoneInfo
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
-from urllib3.exceptions import NewConnectionError
 
 from repayments.channels.base import (
     CallbackAck,
@@ -54,6 +53,7 @@ from repayments.channels.base import (
     TradeResult,
 )
 from repayments.channels.crypto import load_private_key, load_public_key, rsa2_sign, rsa2_verify
+from repayments.channels.transport import request_never_sent
 from repayments.domain.states import AttemptStatus
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -275,23 +275,6 @@ def _refund_result(refund_no: str, answer: Mapping[str, str]) -> RefundResult:
     raise ChannelOutcomeUnknown("refund_outcome_unknown", f"refund answered respCode {code}")
 
 
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True only when the request certainly did not reach the server."""
-    if isinstance(
-        exc,
-        requests.ConnectTimeout
-        | requests.exceptions.InvalidURL
-        | requests.exceptions.MissingSchema
-        | requests.exceptions.InvalidSchema,
-    ):
-        return True
-    # Refused or unresolvable: urllib3 wraps NewConnectionError in MaxRetryError.
-    # A connection that dies after sending is also a ConnectionError, so the
-    # reason must be checked rather than the exception class.
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
-
-
 # --- Adapter -----------------------------------------------------------------------
 
 
@@ -371,7 +354,7 @@ class UnionPayChannel:
                 self._config.api_url + path, data=signed, timeout=self._config.timeout
             )
         except requests.RequestException as exc:
-            if not moves_money or _never_sent(exc):
+            if not moves_money or request_never_sent(exc):
                 raise ChannelUnavailable("unreachable", str(exc)) from exc
             raise ChannelOutcomeUnknown("no_answer", str(exc)) from exc
         if response.status_code == 503:

@@ -31,7 +31,6 @@ from urllib.parse import quote, urlsplit
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
-from urllib3.exceptions import NewConnectionError
 
 from repayments.channels import crypto
 from repayments.channels.base import (
@@ -51,6 +50,7 @@ from repayments.channels.base import (
     SettlementRecord,
     TradeResult,
 )
+from repayments.channels.transport import request_never_sent
 from repayments.domain.money import FEN, InvalidAmount, parse_amount
 from repayments.domain.states import AttemptStatus
 
@@ -554,11 +554,7 @@ class _Answer:
 
 def _transport_error(exc: requests.RequestException, uncertain: type[ChannelError]) -> ChannelError:
     """Classify a failed exchange by whether WeChat Pay may have received the request."""
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
-    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError) or isinstance(
-        reason, NewConnectionError
-    ):
+    if request_never_sent(exc):
         return ChannelUnavailable("unreachable", str(exc))
     # A read time-out or a reset after the request went out: WeChat Pay may have
     # acted on it, and only a later query can tell.
