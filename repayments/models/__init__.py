@@ -2,6 +2,7 @@
 
 from repayments.models.audit import AuditChainHead, AuditEntry
 from repayments.models.autodebit import DebitStatus, ScheduledDebit
+from repayments.models.callbacks import CallbackStatus, InboundCallbackRecord
 from repayments.models.channels import ChannelSetting
 from repayments.models.loans import BoundCard, Installment, Loan, LoanStatus
 from repayments.models.payments import (
@@ -20,6 +21,12 @@ from repayments.models.products import (
     LoanProduct,
     PaymentMethodType,
 )
+from repayments.models.reconciliation import (
+    Discrepancy,
+    DiscrepancyKind,
+    DiscrepancyStatus,
+    ReconciliationRun,
+)
 from repayments.models.settlement import SettlementQuote, SettlementQuoteLine
 from repayments.models.users import Role, User
 
@@ -30,10 +37,15 @@ __all__ = [
     "AuditChainHead",
     "AuditEntry",
     "BoundCard",
+    "CallbackStatus",
     "Channel",
     "ChannelSetting",
     "DebitStatus",
+    "Discrepancy",
+    "DiscrepancyKind",
+    "DiscrepancyStatus",
     "EventKind",
+    "InboundCallbackRecord",
     "Initiator",
     "Installment",
     "Loan",
@@ -44,6 +56,7 @@ __all__ = [
     "PaymentEvent",
     "PaymentMethodType",
     "PaymentPurpose",
+    "ReconciliationRun",
     "Role",
     "ScheduledDebit",
     "SettlementQuote",

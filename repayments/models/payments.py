@@ -132,6 +132,11 @@ class PaymentAttempt(models.Model):
     accepted_at = models.DateTimeField(_("accepted by channel at"), null=True, blank=True)
     failure_code = models.CharField(_("failure code"), max_length=64, blank=True)
     failure_message = models.CharField(_("failure message"), max_length=200, blank=True)
+    # Status sync: when the janitor next asks the channel, and how often it has.
+    next_query_at = models.DateTimeField(_("next status query at"), null=True, blank=True)
+    query_count = models.PositiveIntegerField(_("status queries"), default=0)
+    # Past the channel's notify window and still unresolved: support checks by hand.
+    needs_review = models.BooleanField(_("needs manual review"), default=False)
     created_at = models.DateTimeField(_("created at"))
     updated_at = models.DateTimeField(_("updated at"))
 
@@ -147,6 +152,13 @@ class PaymentAttempt(models.Model):
                 name="one_open_attempt_per_loan",
             ),
         ]
+        indexes = [
+            models.Index(
+                fields=["next_query_at"],
+                condition=Q(next_query_at__isnull=False),
+                name="attempt_query_due",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.out_trade_no
@@ -161,6 +173,7 @@ class EventKind(models.TextChoices):
     REQUEST = "request", _("Request to channel")
     CALLBACK = "callback", _("Channel callback")
     POLL = "poll", _("Status query")
+    SETTLEMENT = "settlement", _("Settlement statement")
     STATE_CHANGE = "state_change", _("Status changed")
     IGNORED = "ignored", _("Ignored late result")
     ALLOCATION = "allocation", _("Allocated to installments")

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import IntegrityError, transaction
 
@@ -193,11 +195,13 @@ class Outcome:
     """What the channel said about an attempt."""
 
     status: AttemptStatus
-    source: EventKind  # REQUEST (synchronous answer), CALLBACK or POLL
+    source: EventKind  # REQUEST (synchronous answer), CALLBACK, POLL or SETTLEMENT
     accepted_at: datetime | None = None
     channel_trade_no: str = ""
     failure_code: str = ""
     failure_message: str = ""
+    # Where the result came from (callback row, statement line): kept on the timeline.
+    evidence: Mapping[str, Any] = field(default_factory=dict)
 
 
 def attempt_record_outcome(*, attempt_id: int, outcome: Outcome, now: datetime) -> PaymentAttempt:
@@ -229,7 +233,7 @@ def attempt_record_outcome(*, attempt_id: int, outcome: Outcome, now: datetime) 
             now=now,
             from_status=previous,
             to_status=outcome.status,
-            data={"channel_trade_no": outcome.channel_trade_no},
+            data={"channel_trade_no": outcome.channel_trade_no, **outcome.evidence},
         )
         _follow_attempt(payment, attempt, previous=previous, now=now)
     return attempt
@@ -253,7 +257,7 @@ def _record_ignored(
         now=now,
         from_status=attempt.status,
         to_status=attempt.status,
-        data={"reported": outcome.status, "source": outcome.source},
+        data={"reported": outcome.status, "source": outcome.source, **outcome.evidence},
     )
 
 

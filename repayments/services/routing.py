@@ -9,9 +9,10 @@ we do not know about.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 
@@ -115,7 +116,7 @@ def payment_start(
     try:
         created = channels(channel_name).create_order(request)
         next_action = created.next_action
-        outcome = _outcome_from(created.result, EventKind.REQUEST, attempt)
+        outcome = outcome_from(created.result, EventKind.REQUEST, attempt)
     except ChannelDeclined as exc:
         outcome = _failed(exc.code, exc.message)
     except ChannelUnavailable as exc:
@@ -139,7 +140,27 @@ def attempt_query(
     result = channels(attempt.channel).query(attempt.out_trade_no, placed_at=attempt.created_at)
     if result.status == attempt.status:
         return attempt  # nothing new; keep the timeline free of repeated polls
-    outcome = _outcome_from(result, EventKind.POLL, attempt)
+    outcome = outcome_from(result, EventKind.POLL, attempt)
+    return attempt_record_outcome(attempt_id=attempt_id, outcome=outcome, now=now)
+
+
+def channel_result_apply(
+    *,
+    attempt_id: int,
+    result: TradeResult,
+    source: EventKind,
+    now: datetime,
+    evidence: Mapping[str, Any] | None = None,
+) -> PaymentAttempt:
+    """Apply what a channel reported (callback, query or statement line) to an attempt.
+
+    The one path by which any channel report changes our books: the amount is
+    checked against the order, then the state machine decides (rule 2).
+
+    :raises AmountMismatch: when the channel reports another amount.
+    """
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    outcome = outcome_from(result, source, attempt, evidence)
     return attempt_record_outcome(attempt_id=attempt_id, outcome=outcome, now=now)
 
 
@@ -182,7 +203,7 @@ def _settle_open_attempt(
     except (ChannelUnavailable, ChannelOutcomeUnknown) as exc:
         raise FallbackNotSafe() from exc
     if result.status in (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED, AttemptStatus.CLOSED):
-        return _record(attempt, _outcome_from(result, EventKind.POLL, attempt), now)
+        return _record(attempt, outcome_from(result, EventKind.POLL, attempt), now)
     if result.status != AttemptStatus.PENDING:
         raise FallbackNotSafe()  # the channel itself does not know yet
     try:
@@ -194,7 +215,7 @@ def _settle_open_attempt(
             raise FallbackNotSafe() from exc
         # Paid between our query and the close: book it, never open a second attempt.
         paid = channel.query(attempt.out_trade_no, placed_at=attempt.created_at)
-        return _record(attempt, _outcome_from(paid, EventKind.POLL, attempt), now)
+        return _record(attempt, outcome_from(paid, EventKind.POLL, attempt), now)
     except (ChannelUnavailable, ChannelOutcomeUnknown) as exc:
         raise FallbackNotSafe() from exc
     return _record(attempt, _closed(), now)
@@ -264,8 +285,16 @@ def _failed(code: str, message: str) -> Outcome:
     )
 
 
-def _outcome_from(result: TradeResult, source: EventKind, attempt: PaymentAttempt) -> Outcome:
-    """:raises AmountMismatch: a success for another amount than the order's."""
+def outcome_from(
+    result: TradeResult,
+    source: EventKind,
+    attempt: PaymentAttempt,
+    evidence: Mapping[str, Any] | None = None,
+) -> Outcome:
+    """Turn a channel's report into an outcome for the state machine.
+
+    :raises AmountMismatch: a success for another amount than the order's.
+    """
     if (
         result.status == AttemptStatus.SUCCEEDED
         and result.amount is not None
@@ -279,4 +308,5 @@ def _outcome_from(result: TradeResult, source: EventKind, attempt: PaymentAttemp
         channel_trade_no=result.channel_trade_no,
         failure_code=result.failure_code,
         failure_message=result.failure_message,
+        evidence=evidence or {},
     )
