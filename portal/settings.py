@@ -119,6 +119,8 @@ else:
 # child must give its task back, and a long task must not be redelivered while
 # it is still running.
 CELERY_TASK_ACKS_LATE = True
+# Tests run tasks in-process; a lost message is simulated by patching .delay.
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
@@ -146,6 +148,17 @@ CELERY_BEAT_SCHEDULE = {
     # and hand each to a worker; also give back rows a dead worker left claimed.
     "auto-debit-dispatch": {
         "task": "repayments.tasks.auto_debit_dispatch",
+        "schedule": 60.0,
+    },
+    # Every 15 seconds: ask channels about open attempts whose query is due
+    # (lost callbacks, time-outs, abandoned wallet orders).
+    "janitor-dispatch": {
+        "task": "repayments.tasks.janitor_dispatch",
+        "schedule": 15.0,
+    },
+    # Every minute: process callbacks stored but never processed.
+    "sweep-callbacks": {
+        "task": "repayments.tasks.sweep_callbacks",
         "schedule": 60.0,
     },
     # 03:30 Shanghai, after the nightly settlement window: prove the audit

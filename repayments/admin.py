@@ -17,18 +17,23 @@ from repayments.models import (
     Allocation,
     AuditEntry,
     BoundCard,
+    CallbackStatus,
     ChannelSetting,
+    Discrepancy,
+    InboundCallbackRecord,
     Installment,
     Loan,
     LoanProduct,
     Payment,
     PaymentAttempt,
     PaymentEvent,
+    ReconciliationRun,
     SettlementQuote,
     SettlementQuoteLine,
     User,
 )
 from repayments.services.audit import audit_append
+from repayments.services.callbacks import callbacks_replay
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -175,8 +180,18 @@ class PaymentAdmin(ReadOnlyAdmin):
 
 @admin.register(PaymentAttempt)
 class PaymentAttemptAdmin(ReadOnlyAdmin):
-    list_display = ("out_trade_no", "channel", "method_type", "amount", "status", "created_at")
-    list_filter = ("channel", "status", "method_type")
+    list_display = (
+        "out_trade_no",
+        "channel",
+        "method_type",
+        "amount",
+        "status",
+        "needs_review",
+        "query_count",
+        "next_query_at",
+        "created_at",
+    )
+    list_filter = ("needs_review", "channel", "status", "method_type")
     search_fields = ("out_trade_no", "channel_trade_no")
 
 
@@ -249,3 +264,96 @@ class ChannelSettingAdmin(AuditedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(InboundCallbackRecord)
+class InboundCallbackAdmin(ReadOnlyAdmin):
+    """Every callback as received; quarantined ones are replayed from here after a fix."""
+
+    list_display = (
+        "id",
+        "received_at",
+        "channel",
+        "status",
+        "out_trade_no",
+        "reported_status",
+        "tries",
+        "short_error",
+    )
+    list_filter = ("status", "channel")
+    search_fields = ("out_trade_no",)
+    date_hierarchy = "received_at"
+    exclude = ("body",)
+    readonly_fields = ("raw_body",)
+    actions = ["replay"]
+
+    @admin.display(description=_("error"))
+    def short_error(self, obj: InboundCallbackRecord) -> str:
+        return obj.error[:80]
+
+    @admin.display(description=_("raw body"))
+    def raw_body(self, obj: InboundCallbackRecord) -> str:
+        return bytes(obj.body).decode("utf-8", errors="replace")
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Read-only admins hide actions by default; replay is a service call, not an edit.
+        actions = super().get_actions(request)
+        if not request.user.has_perm("repayments.view_inboundcallbackrecord"):
+            actions.pop("replay", None)
+        return actions
+
+    @admin.action(description=_("Replay selected quarantined or held callbacks"))
+    def replay(self, request: HttpRequest, queryset: QuerySet[InboundCallbackRecord]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        outcomes = callbacks_replay(
+            now=timezone.now(),
+            statuses=[CallbackStatus.QUARANTINED, CallbackStatus.HELD],
+            ids=ids,
+            actor=request.user if isinstance(request.user, User) else None,
+        )
+        summary = ", ".join(f"{status}: {n}" for status, n in sorted(outcomes.items()))
+        self.message_user(request, _("Replayed: %s") % (summary or _("nothing to replay")))
+
+
+class DiscrepancyInline(admin.TabularInline):
+    model = Discrepancy
+    extra = 0
+    can_delete = False
+    fields = ("kind", "out_trade_no", "status", "channel_amount", "our_amount")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "channel",
+        "day",
+        "line_count",
+        "matched_count",
+        "repaired_count",
+        "discrepancy_count",
+        "finished_at",
+        "error",
+    )
+    list_filter = ("channel",)
+    date_hierarchy = "day"
+    inlines = [DiscrepancyInline]
+
+
+@admin.register(Discrepancy)
+class DiscrepancyAdmin(ReadOnlyAdmin):
+    list_display = (
+        "found_at",
+        "channel",
+        "day",
+        "kind",
+        "out_trade_no",
+        "status",
+        "channel_amount",
+        "our_amount",
+    )
+    list_filter = ("status", "kind", "channel")
+    search_fields = ("out_trade_no",)

@@ -5,3 +5,8 @@ from django.utils.translation import gettext_lazy as _
 class RepaymentsConfig(AppConfig):
     name = "repayments"
     verbose_name = _("Repayments")
+
+    def ready(self) -> None:
+        from repayments.metrics import register_collector
+
+        register_collector()

@@ -7,6 +7,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
+from repayments.channels.base import ChannelOutcomeUnknown, ChannelUnavailable
 from repayments.services.audit import audit_verify
 from repayments.services.autodebit import (
     auto_debit_claim,
@@ -15,6 +16,8 @@ from repayments.services.autodebit import (
     auto_debit_resume_declined,
     auto_debit_schedule,
 )
+from repayments.services.callbacks import callback_process, callbacks_due_for_sweep
+from repayments.services.janitor import janitor_check, janitor_claim
 from repayments.services.routing import duplicates_refund
 
 logger = logging.getLogger(__name__)
@@ -57,3 +60,41 @@ def auto_debit_run(*, debit_id: int) -> str:
 def refund_duplicates() -> int:
     """Refund attempts that took money for an already-paid payment (rule 4)."""
     return duplicates_refund(now=timezone.now())
+
+
+@shared_task(
+    name="repayments.tasks.process_callback",
+    acks_late=True,
+    autoretry_for=(ChannelUnavailable, ChannelOutcomeUnknown),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=10,
+)
+def process_callback(*, record_id: int) -> str:
+    """Apply one stored callback; the row, not this message, is the source of truth."""
+    return callback_process(record_id=record_id, now=timezone.now())
+
+
+@shared_task(name="repayments.tasks.sweep_callbacks", acks_late=True)
+def sweep_callbacks() -> int:
+    """Re-enqueue callbacks stored but never processed (lost message, dead worker)."""
+    ids = callbacks_due_for_sweep(now=timezone.now())
+    for record_id in ids:
+        process_callback.delay(record_id=record_id)
+    if ids:
+        logger.warning("re-enqueued %d unprocessed callbacks", len(ids))
+    return len(ids)
+
+
+@shared_task(name="repayments.tasks.janitor_dispatch", acks_late=True)
+def janitor_dispatch() -> int:
+    """Claim attempts whose status query is due and hand each to a worker."""
+    ids = janitor_claim(now=timezone.now())
+    for attempt_id in ids:
+        janitor_query.delay(attempt_id=attempt_id)
+    return len(ids)
+
+
+@shared_task(name="repayments.tasks.janitor_query", acks_late=True)
+def janitor_query(*, attempt_id: int) -> str:
+    return janitor_check(attempt_id=attempt_id, now=timezone.now())

@@ -19,6 +19,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from repayments.domain.money import parse_amount
+from repayments.domain.query_schedule import first_query_at
 from repayments.domain.states import (
     OPEN_ATTEMPT_STATUSES,
     AttemptStatus,
@@ -172,6 +173,7 @@ def attempt_open(
                     method_type=method_type,
                     out_trade_no=f"AX{now:%Y%m%d}{secrets.token_hex(10).upper()}",
                     amount=payment.amount,
+                    next_query_at=first_query_at(now),
                     created_at=now,
                     updated_at=now,
                 )
@@ -269,6 +271,8 @@ def _apply_outcome(attempt: PaymentAttempt, outcome: Outcome, now: datetime) -> 
     attempt.failure_code = outcome.failure_code[:64]
     attempt.failure_message = outcome.failure_message[:200]
     attempt.updated_at = now
+    if outcome.status not in OPEN_ATTEMPT_STATUSES:
+        attempt.next_query_at = None  # nothing left for the janitor to ask
     attempt.save(
         update_fields=[
             "status",
@@ -276,6 +280,7 @@ def _apply_outcome(attempt: PaymentAttempt, outcome: Outcome, now: datetime) -> 
             "accepted_at",
             "failure_code",
             "failure_message",
+            "next_query_at",
             "updated_at",
         ]
     )

@@ -182,7 +182,7 @@ def payment_fallback(
     payment = Payment.objects.get(pk=payment_id)
     previous = payment.attempts.order_by("-created_at", "-id").first()
     if previous is not None and previous.is_open:
-        previous = _settle_open_attempt(previous, now=now, channels=channels)
+        previous = attempt_settle_or_close(previous, now=now, channels=channels)
         if previous.status == AttemptStatus.SUCCEEDED:
             return Started(previous, NextAction("none"))
     return payment_start(
@@ -194,9 +194,13 @@ def payment_fallback(
     )
 
 
-def _settle_open_attempt(
+def attempt_settle_or_close(
     attempt: PaymentAttempt, *, now: datetime, channels: ChannelFactory
 ) -> PaymentAttempt:
+    """Bring an open attempt to a final state: book it if paid, close it if waiting.
+
+    :raises FallbackNotSafe: while the channel itself cannot say (try again later).
+    """
     channel = channels(attempt.channel)
     try:
         result = channel.query(attempt.out_trade_no, placed_at=attempt.created_at)

@@ -139,3 +139,67 @@ def sandbox_channels(running_sandbox: RunningSandbox, channel_keys: Path, settin
         ),
     }
     return adapters.__getitem__
+
+
+@dataclass
+class PortalChannels:
+    """The configured adapters (settings, not a factory) pointed at the sandbox, and a
+    relay that hands each callback the sandbox sent to the portal's real endpoint."""
+
+    sandbox: RunningSandbox
+    client: Any
+    relayed: int = 0
+
+    def relay(self, expected: int = 0, timeout: float = 10.0) -> list[Any]:
+        """Post every callback received so far (waiting for ``expected`` more) to
+        ``/callbacks/<channel>/``, in arrival order; returns the responses."""
+        if expected:
+            self.sandbox.receiver.wait(expected, timeout=timeout)
+        responses = []
+        received = self.sandbox.receiver.received
+        while self.relayed < len(received):
+            item = received[self.relayed]
+            self.relayed += 1
+            channel = _channel_of(item)
+            headers = {k: v for k, v in item.headers.items() if k.lower() != "content-length"}
+            responses.append(
+                self.client.generic(
+                    "POST",
+                    f"/callbacks/{channel}/",
+                    data=item.body,
+                    content_type=headers.pop("Content-Type", "application/octet-stream"),
+                    headers=headers,
+                )
+            )
+        return responses
+
+
+def _channel_of(item: Received) -> str:
+    if any(k.lower().startswith("wechatpay-") for k in item.headers):
+        return "wechatpay"
+    return "unionpay" if b"txnType=" in item.body else "alipay"
+
+
+@pytest.fixture
+def portal_channels(
+    running_sandbox: RunningSandbox, channel_keys: Path, settings: Any, client: Any
+) -> Iterator[PortalChannels]:
+    """Point the portal's own channel settings at the running sandbox."""
+    from repayments.services.routing import default_channel
+
+    url = running_sandbox.url
+    settings.PORTAL_BASE_URL = running_sandbox.receiver.url.removesuffix("/callbacks/")
+    settings.CHANNEL_TIMEOUT_SECONDS = 2
+    settings.ALIPAY_GATEWAY_URL = f"{url}/alipay/gateway.do"
+    settings.ALIPAY_APP_PRIVATE_KEY_PATH = channel_keys / "alipay" / "merchant_private.pem"
+    settings.ALIPAY_PUBLIC_KEY_PATH = channel_keys / "alipay" / "platform_public.pem"
+    settings.WECHATPAY_API_URL = f"{url}/wechatpay"
+    settings.WECHATPAY_PRIVATE_KEY_PATH = channel_keys / "wechatpay" / "merchant_private.pem"
+    settings.WECHATPAY_PLATFORM_PUBLIC_KEY_PATH = channel_keys / "wechatpay" / "platform_public.pem"
+    settings.WECHATPAY_APIV3_KEY = (channel_keys / "wechatpay" / "apiv3.key").read_text().strip()
+    settings.UNIONPAY_API_URL = f"{url}/unionpay"
+    settings.UNIONPAY_PRIVATE_KEY_PATH = channel_keys / "unionpay" / "merchant_private.pem"
+    settings.UNIONPAY_PUBLIC_KEY_PATH = channel_keys / "unionpay" / "platform_public.pem"
+    default_channel.cache_clear()
+    yield PortalChannels(running_sandbox, client)
+    default_channel.cache_clear()

@@ -1,0 +1,302 @@
+"""The callback inbox: store first, verify, then apply once (rules 1 and 2).
+
+A channel notification is committed as raw bytes before the channel gets any
+answer, so nothing it told us can be lost: if verification, the broker or a
+worker fails later, the row is still ``received`` and the sweeper processes it
+again. Processing re-reads the raw row (so a fixed parser can replay a
+quarantined one) and is idempotent: the row is locked, and a row already out of
+``received`` is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+
+from repayments import metrics
+from repayments.channels.base import (
+    CallbackAck,
+    CallbackRejected,
+    CallbackUnparseable,
+    ChannelOutcomeUnknown,
+    ChannelUnavailable,
+    InboundCallback,
+    TradeResult,
+)
+from repayments.domain.states import AttemptStatus, IllegalTransition
+from repayments.models import (
+    CallbackStatus,
+    EventKind,
+    InboundCallbackRecord,
+    PaymentAttempt,
+    User,
+)
+from repayments.services.audit import audit_append
+from repayments.services.routing import (
+    AmountMismatch,
+    ChannelFactory,
+    channel_result_apply,
+    default_channel,
+)
+
+logger = logging.getLogger(__name__)
+
+# A row still ``received`` this long after arrival lost its processing message.
+SWEEP_AFTER = timedelta(seconds=60)
+# How far each status is along the way; a report below what we hold is stale.
+STATUS_RANK = {
+    AttemptStatus.SUBMITTING: 0,
+    AttemptStatus.PENDING: 1,
+    AttemptStatus.UNKNOWN: 1,
+    AttemptStatus.FAILED: 2,
+    AttemptStatus.CLOSED: 2,
+    AttemptStatus.SUCCEEDED: 3,
+}
+PAID = frozenset({AttemptStatus.SUCCEEDED})
+NOT_PAID = frozenset({AttemptStatus.FAILED, AttemptStatus.CLOSED})
+# Headers worth keeping: the signature set and what identifies the sender.
+KEPT_HEADER_PREFIXES = ("wechatpay-", "content-", "user-agent", "x-forwarded-for", "request-id")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the endpoint answers: the channel's own acknowledgement, or an error."""
+
+    status: CallbackStatus
+    ack: CallbackAck
+
+
+def callback_receive(
+    *,
+    channel: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    remote_addr: str | None,
+    now: datetime,
+    channels: ChannelFactory = default_channel,
+) -> tuple[InboundCallbackRecord, Verdict]:
+    """Store a callback durably, then verify it and choose the answer.
+
+    The row is committed before verification starts. A rejected callback gets an
+    error answer and changes nothing; a verified one the adapter cannot read is
+    quarantined and acknowledged (we hold it; resending would only add copies);
+    a good one is acknowledged and left ``received`` for :func:`callback_process`.
+    """
+    kept = {k.lower(): v for k, v in headers.items() if k.lower().startswith(KEPT_HEADER_PREFIXES)}
+    with transaction.atomic():
+        record = InboundCallbackRecord.objects.create(
+            channel=channel,
+            body=body,
+            headers=kept,
+            remote_addr=remote_addr,
+            received_at=now,
+        )
+    metrics.callbacks_received.labels(channel).inc()
+    adapter = channels(channel)
+    try:
+        result = adapter.parse_callback(InboundCallback(body, kept), now=now)
+    except CallbackRejected as exc:
+        _finish(record, CallbackStatus.REJECTED, now=now, error=str(exc))
+        return record, Verdict(CallbackStatus.REJECTED, _rejection(channel, str(exc)))
+    except CallbackUnparseable as exc:
+        _quarantine(record, str(exc), now=now)
+        return record, Verdict(CallbackStatus.QUARANTINED, adapter.callback_ack())
+    InboundCallbackRecord.objects.filter(pk=record.pk).update(
+        out_trade_no=result.out_trade_no[:64], reported_status=result.status
+    )
+    return record, Verdict(CallbackStatus.RECEIVED, adapter.callback_ack())
+
+
+def callback_process(
+    *, record_id: int, now: datetime, channels: ChannelFactory = default_channel
+) -> str:
+    """Apply one stored callback to its attempt, once. Safe to run any number of times.
+
+    :raises ChannelUnavailable: when the callback contradicts our books and the
+        channel cannot be asked now; the row stays ``received`` for a retry.
+    """
+    with transaction.atomic():
+        record = InboundCallbackRecord.objects.select_for_update().get(pk=record_id)
+        if record.status != CallbackStatus.RECEIVED:
+            return record.status
+        parsed = _parse(record, channels)
+        if isinstance(parsed, str):
+            return parsed
+        attempt = PaymentAttempt.objects.filter(
+            channel=record.channel, out_trade_no=parsed.out_trade_no
+        ).first()
+        if attempt is None:
+            _finish(record, CallbackStatus.UNMATCHED, now=now, error="no attempt with this number")
+            logger.warning("callback %s names unknown order %s", record.pk, parsed.out_trade_no)
+            return CallbackStatus.UNMATCHED
+        if not _contradicts(attempt.status, parsed.status):
+            return _apply(record, attempt, parsed, EventKind.CALLBACK, now=now, channels=channels)
+    # The channel says the opposite of a final state we hold: ask it, outside any
+    # transaction, and trust the answer rather than either message.
+    try:
+        queried = channels(attempt.channel).query(
+            attempt.out_trade_no, placed_at=attempt.created_at
+        )
+    except (ChannelUnavailable, ChannelOutcomeUnknown):
+        metrics.channel_queries.labels(attempt.channel, "error").inc()
+        raise
+    metrics.channel_queries.labels(attempt.channel, "ok").inc()
+    with transaction.atomic():
+        record = InboundCallbackRecord.objects.select_for_update().get(pk=record_id)
+        if record.status != CallbackStatus.RECEIVED:
+            return record.status
+        return _apply(
+            record,
+            attempt,
+            queried,
+            EventKind.POLL,
+            now=now,
+            channels=channels,
+            note=f"callback said {parsed.status}; query says {queried.status}",
+        )
+
+
+def callbacks_due_for_sweep(*, now: datetime, limit: int = 500) -> list[int]:
+    """Rows stored but never processed (lost message, dead worker), oldest first."""
+    return list(
+        InboundCallbackRecord.objects.filter(
+            status=CallbackStatus.RECEIVED, received_at__lte=now - SWEEP_AFTER
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def callbacks_requeue(*, statuses: Iterable[str], ids: Iterable[int] | None = None) -> list[int]:
+    """Put quarantined (or other finished) rows back to ``received`` for a replay."""
+    rows = InboundCallbackRecord.objects.filter(status__in=list(statuses))
+    if ids is not None:
+        rows = rows.filter(pk__in=list(ids))
+    with transaction.atomic():
+        picked = list(rows.select_for_update().values_list("pk", flat=True))
+        InboundCallbackRecord.objects.filter(pk__in=picked).update(
+            status=CallbackStatus.RECEIVED, processed_at=None
+        )
+    return picked
+
+
+def callbacks_replay(
+    *,
+    now: datetime,
+    statuses: Iterable[str] = (CallbackStatus.QUARANTINED,),
+    ids: Iterable[int] | None = None,
+    actor: User | None = None,
+    channels: ChannelFactory = default_channel,
+) -> Counter[str]:
+    """Process stored rows again (after a parser fix); returns how many ended in each status.
+
+    Each replay is audited with who asked, as it can move money on our books.
+    """
+    picked = callbacks_requeue(statuses=statuses, ids=ids)
+    outcomes: Counter[str] = Counter()
+    for record_id in picked:
+        try:
+            outcomes[callback_process(record_id=record_id, now=now, channels=channels)] += 1
+        except (ChannelUnavailable, ChannelOutcomeUnknown):
+            outcomes[CallbackStatus.RECEIVED] += 1  # the sweeper retries it
+    if picked:
+        audit_append(
+            action="callbacks.replayed",
+            object_type="inbound_callback",
+            object_id=",".join(str(i) for i in picked)[:64],
+            now=now,
+            actor=actor,
+            data={"ids": picked, "outcomes": dict(outcomes)},
+        )
+    return outcomes
+
+
+def _parse(record: InboundCallbackRecord, channels: ChannelFactory) -> TradeResult | str:
+    """Verify and read the raw row, as of when it arrived (the replay window)."""
+    callback = InboundCallback(bytes(record.body), dict(record.headers))
+    record.tries += 1
+    try:
+        return channels(record.channel).parse_callback(callback, now=record.received_at)
+    except CallbackRejected as exc:
+        _finish(record, CallbackStatus.REJECTED, now=record.received_at, error=str(exc))
+        return CallbackStatus.REJECTED
+    except CallbackUnparseable as exc:
+        _quarantine(record, str(exc), now=record.received_at)
+        return CallbackStatus.QUARANTINED
+
+
+def _contradicts(held: str, reported: AttemptStatus) -> bool:
+    """A final report opposite to a final state we hold (paid vs not paid)."""
+    return (held in PAID and reported in NOT_PAID) or (held in NOT_PAID and reported in PAID)
+
+
+def _apply(
+    record: InboundCallbackRecord,
+    attempt: PaymentAttempt,
+    result: TradeResult,
+    source: EventKind,
+    *,
+    now: datetime,
+    channels: ChannelFactory,
+    note: str = "",
+) -> str:
+    evidence = {"callback_id": record.pk, **({"note": note} if note else {})}
+    if STATUS_RANK[result.status] < STATUS_RANK[AttemptStatus(attempt.status)]:
+        # Stale (an earlier message arriving late): recorded on the row, not the timeline.
+        _finish(record, CallbackStatus.PROCESSED, now=now, attempt=attempt, error="stale")
+        return CallbackStatus.PROCESSED
+    try:
+        with transaction.atomic():
+            channel_result_apply(
+                attempt_id=attempt.pk, result=result, source=source, now=now, evidence=evidence
+            )
+    except (AmountMismatch, IllegalTransition) as exc:
+        logger.error("callback %s held for review: %s", record.pk, exc)
+        _finish(record, CallbackStatus.HELD, now=now, attempt=attempt, error=str(exc))
+        return CallbackStatus.HELD
+    _finish(record, CallbackStatus.PROCESSED, now=now, attempt=attempt, error=note)
+    if result.status == AttemptStatus.SUCCEEDED:
+        metrics.observe_confirmation(attempt, now)
+    return CallbackStatus.PROCESSED
+
+
+def _quarantine(record: InboundCallbackRecord, error: str, *, now: datetime) -> None:
+    _finish(record, CallbackStatus.QUARANTINED, now=now, error=error)
+    metrics.callbacks_quarantined.labels(record.channel).inc()
+    logger.error(
+        "callback %s from %s quarantined (verified but not understood): %s",
+        record.pk,
+        record.channel,
+        error,
+    )
+
+
+def _finish(
+    record: InboundCallbackRecord,
+    status: CallbackStatus,
+    *,
+    now: datetime,
+    error: str = "",
+    attempt: PaymentAttempt | None = None,
+) -> None:
+    if status == CallbackStatus.REJECTED:
+        metrics.callbacks_rejected.labels(record.channel).inc()
+    record.status = status
+    record.error = error
+    record.processed_at = now
+    if attempt is not None:
+        record.attempt = attempt
+    record.save(update_fields=["status", "error", "processed_at", "attempt", "tries"])
+
+
+def _rejection(channel: str, reason: str) -> CallbackAck:
+    """An error in the channel's own protocol, so it knows we did not take it."""
+    if channel == "wechatpay":
+        body = b'{"code":"FAIL","message":"verification failed"}'
+        return CallbackAck(status=401, body=body, content_type="application/json")
+    return CallbackAck(status=400, body=b"fail", content_type="text/plain")

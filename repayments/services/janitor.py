@@ -1,0 +1,157 @@
+"""The pending-payment janitor: ask the channel about attempts nobody told us about.
+
+Callbacks get lost; the janitor makes that harmless. Every open attempt carries
+its next query time (see ``repayments.domain.query_schedule``). Workers claim
+due attempts with ``FOR UPDATE SKIP LOCKED`` and push the time forward by a
+lease in the same transaction, so several workers on several hosts share the
+queue without asking twice, and a claim by a worker that died is simply due
+again when its lease runs out. An ``unknown`` attempt is never called failed
+unless the channel says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.core.cache import cache
+from django.db import transaction
+
+from repayments import metrics
+from repayments.channels.base import ChannelDeclined, ChannelOutcomeUnknown, ChannelUnavailable
+from repayments.domain.query_schedule import REVIEW_QUERY_INTERVAL, next_query_at
+from repayments.domain.states import OPEN_ATTEMPT_STATUSES, AttemptStatus
+from repayments.models import EventKind, PaymentAttempt
+from repayments.services.routing import (
+    CARD_METHODS,
+    WALLET_ORDER_TTL,
+    AmountMismatch,
+    ChannelFactory,
+    FallbackNotSafe,
+    attempt_settle_or_close,
+    channel_result_apply,
+    default_channel,
+)
+from repayments.services.timeline import timeline_record
+
+logger = logging.getLogger(__name__)
+
+CLAIM_LEASE = timedelta(minutes=2)
+# A borrower refreshing the record page asks the channel at most this often.
+IMMEDIATE_QUERY_INTERVAL_SECONDS = 10
+
+
+def janitor_claim(*, now: datetime, limit: int = 200) -> list[int]:
+    """Claim up to ``limit`` attempts whose query is due; each is leased to the caller."""
+    with transaction.atomic():
+        ids = list(
+            PaymentAttempt.objects.select_for_update(skip_locked=True)
+            .filter(next_query_at__lte=now, status__in=OPEN_ATTEMPT_STATUSES)
+            .order_by("next_query_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        PaymentAttempt.objects.filter(pk__in=ids).update(next_query_at=now + CLAIM_LEASE)
+    return ids
+
+
+def janitor_check(
+    *, attempt_id: int, now: datetime, channels: ChannelFactory = default_channel
+) -> str:
+    """Query one attempt, record what the channel says, and schedule the next query.
+
+    A wallet order still unpaid after its expiry is closed at the channel, which
+    frees the loan for another try. Returns the attempt's status afterwards.
+    """
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    if attempt.status not in OPEN_ATTEMPT_STATUSES:
+        return attempt.status
+    try:
+        attempt = _ask(attempt, now=now, channels=channels)
+        metrics.channel_queries.labels(attempt.channel, "ok").inc()
+    except (ChannelUnavailable, ChannelOutcomeUnknown, ChannelDeclined, FallbackNotSafe) as exc:
+        metrics.channel_queries.labels(attempt.channel, "error").inc()
+        logger.info("status query for %s failed: %s", attempt.out_trade_no, exc)
+    except AmountMismatch as exc:
+        logger.error("attempt %s held for review: %s", attempt.out_trade_no, exc)
+        _hold_for_review(attempt, now=now, reason=str(exc))
+        return attempt.status
+    if attempt.status in OPEN_ATTEMPT_STATUSES:
+        _schedule_next(attempt, now=now)
+    if attempt.status == AttemptStatus.SUCCEEDED:
+        metrics.observe_confirmation(attempt, now)
+    return attempt.status
+
+
+def attempt_query_now(
+    *, attempt_id: int, now: datetime, channels: ChannelFactory = default_channel
+) -> bool:
+    """Ask at once for a processing payment someone is looking at (rate-limited).
+
+    Returns whether a query was sent; a second call within the interval is a no-op,
+    so a page polling every few seconds cannot flood the channel.
+    """
+    if not cache.add(f"attempt-query-now:{attempt_id}", 1, IMMEDIATE_QUERY_INTERVAL_SECONDS):
+        return False
+    janitor_check(attempt_id=attempt_id, now=now, channels=channels)
+    return True
+
+
+def _ask(attempt: PaymentAttempt, *, now: datetime, channels: ChannelFactory) -> PaymentAttempt:
+    if _expired_wallet_order(attempt, now):
+        return attempt_settle_or_close(attempt, now=now, channels=channels)
+    result = channels(attempt.channel).query(attempt.out_trade_no, placed_at=attempt.created_at)
+    if result.status == attempt.status:
+        return attempt  # nothing new: keep the timeline free of repeated polls
+    return channel_result_apply(
+        attempt_id=attempt.pk,
+        result=result,
+        source=EventKind.POLL,
+        now=now,
+        evidence={"query": attempt.query_count + 1},
+    )
+
+
+def _expired_wallet_order(attempt: PaymentAttempt, now: datetime) -> bool:
+    return (
+        attempt.method_type not in CARD_METHODS
+        and attempt.status == AttemptStatus.PENDING
+        and now >= attempt.created_at + WALLET_ORDER_TTL
+    )
+
+
+def _schedule_next(attempt: PaymentAttempt, *, now: datetime) -> None:
+    following = next_query_at(attempt.created_at, now)
+    review = following is None
+    with transaction.atomic():
+        current = PaymentAttempt.objects.select_for_update().get(pk=attempt.pk)
+        if current.status not in OPEN_ATTEMPT_STATUSES:
+            return  # a callback finished it while we asked
+        current.query_count += 1
+        current.next_query_at = following or now + REVIEW_QUERY_INTERVAL
+        if review and not current.needs_review:
+            current.needs_review = True
+            timeline_record(
+                payment=current.payment,
+                attempt=current,
+                kind=EventKind.NOTE,
+                summary=f"{current.out_trade_no} unresolved after the notify window: review",
+                now=now,
+                data={"needs_review": True},
+            )
+        current.save(update_fields=["query_count", "next_query_at", "needs_review"])
+
+
+def _hold_for_review(attempt: PaymentAttempt, *, now: datetime, reason: str) -> None:
+    with transaction.atomic():
+        current = PaymentAttempt.objects.select_for_update().get(pk=attempt.pk)
+        current.needs_review = True
+        current.next_query_at = now + REVIEW_QUERY_INTERVAL
+        current.save(update_fields=["needs_review", "next_query_at"])
+        timeline_record(
+            payment=current.payment,
+            attempt=current,
+            kind=EventKind.NOTE,
+            summary=f"{current.out_trade_no} held for review: {reason}",
+            now=now,
+            data={"needs_review": True, "reason": reason},
+        )
