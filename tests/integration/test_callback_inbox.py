@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 from unittest import mock
 
 import pytest
@@ -163,7 +163,7 @@ def test_a_lost_processing_message_is_finished_by_the_sweeper(
     assert started.attempt.status == AttemptStatus.PENDING
     assert callbacks_due_for_sweep(now=timezone.now()) == []  # too fresh to be called lost
     InboundCallbackRecord.objects.filter(pk=record.pk).update(
-        received_at=timezone.now() - timezone.timedelta(minutes=5)
+        received_at=timezone.now() - timedelta(minutes=5)
     )
     assert sweep_callbacks() == 1  # eager in tests: re-enqueued and processed
     record.refresh_from_db()
