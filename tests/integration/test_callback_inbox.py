@@ -254,3 +254,39 @@ def test_a_contradicting_callback_is_settled_by_asking_the_channel(
     assert "query says succeeded" in poll.data["note"]
     payment = Payment.objects.get(pk=started.attempt.payment_id)
     assert payment.status == PaymentStatus.SUCCEEDED
+
+
+class WorkerKilled(BaseException):
+    """Stands in for SIGKILL: not an Exception, so no handler on the way catches it."""
+
+
+def test_a_worker_killed_mid_processing_leaves_the_row_for_the_sweeper(
+    make_loan, portal_channels: PortalChannels
+) -> None:
+    started = _start(make_loan, BANK)
+    from repayments.services import payments as payments_module
+
+    real_allocate = payments_module.payment_allocate
+
+    def die_after_booking(**kwargs):
+        real_allocate(**kwargs)  # the attempt and payment rows are already written...
+        raise WorkerKilled  # ...and the process dies before the transaction commits
+
+    with (
+        mock.patch.object(payments_module, "payment_allocate", die_after_booking),
+        pytest.raises(WorkerKilled),
+    ):
+        portal_channels.relay(expected=1)
+    record = InboundCallbackRecord.objects.get()
+    assert record.status == CallbackStatus.RECEIVED  # stored before the crash, kept after
+    started.attempt.refresh_from_db()
+    assert started.attempt.status == AttemptStatus.PENDING  # nothing half-written
+    assert not Allocation.objects.exists()
+    InboundCallbackRecord.objects.filter(pk=record.pk).update(
+        received_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert sweep_callbacks() == 1
+    record.refresh_from_db()
+    assert record.status == CallbackStatus.PROCESSED
+    assert _state_changes(started.attempt.payment_id) == 1
+    assert sum(a.amount for a in Allocation.objects.all()) == started.attempt.amount

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -141,3 +141,53 @@ def test_concurrent_debit_claimers_never_take_the_same_row(make_loan) -> None:
     claimed = [debit_id for batch in results for debit_id in batch]
     assert sorted(claimed) == sorted(ScheduledDebit.objects.values_list("pk", flat=True))
     assert len(claimed) == len(set(claimed)) == 30
+
+
+def test_janitor_workers_share_the_due_queue_without_double_claims(make_loan) -> None:
+    from repayments.services.janitor import janitor_claim
+
+    when = at(DUE)
+    attempts = [open_attempt(make_loan(), "100.00", when)[1] for _ in range(40)]
+    results = race(4, lambda _: janitor_claim(now=when + timedelta(minutes=1), limit=15))
+    claimed = [attempt_id for batch in results for attempt_id in batch]
+    assert len(claimed) == len(set(claimed))  # nobody asks twice
+    assert sorted(claimed) == sorted(a.pk for a in attempts)  # and nothing is left behind
+
+
+def test_the_same_callback_processed_by_two_workers_applies_once(make_loan) -> None:
+    from repayments.channels.base import TradeResult
+    from repayments.models import InboundCallbackRecord
+    from repayments.services.callbacks import callback_process
+
+    payment, attempt = open_attempt(make_loan(), "8606.64", at(DUE))
+    result = TradeResult(
+        out_trade_no=attempt.out_trade_no,
+        status=AttemptStatus.SUCCEEDED,
+        amount=Decimal("8606.64"),
+        accepted_at=at(DUE),
+    )
+
+    class Parsed:
+        def parse_callback(self, callback: Any, *, now: Any) -> TradeResult:
+            return result
+
+    # Two copies of the notification (a duplicate), each handled by its own worker,
+    # and each worker also handed the other's message (a redelivery).
+    records = [
+        InboundCallbackRecord.objects.create(
+            channel=attempt.channel, body=b"n", headers={}, received_at=at(DUE)
+        )
+        for _ in range(2)
+    ]
+    results = race(
+        4,
+        lambda i: callback_process(
+            record_id=records[i % 2].pk, now=at(DUE), channels=lambda _: Parsed()
+        ),
+    )
+    assert not [r for r in results if isinstance(r, Exception)], results
+    successes = payment.events.filter(
+        kind=EventKind.STATE_CHANGE, to_status=PaymentStatus.SUCCEEDED
+    ).count()
+    assert successes == 1
+    assert sum(a.amount for a in Allocation.objects.filter(payment=payment)) == Decimal("8606.64")

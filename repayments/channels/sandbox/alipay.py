@@ -159,14 +159,23 @@ class SandboxAlipay:
         return self._answer(method, {"code": "10000", "msg": "Success", "bill_download_url": url})
 
     def _bill(self, day: str) -> SandboxResponse:
-        mismatches = set(self.sandbox.faults[self.name].settlement_mismatches)
+        faults = self.sandbox.faults[self.name]
+        mismatches, missing = set(faults.settlement_mismatches), set(faults.settlement_missing)
         lines = ["#支付宝业务明细查询", "支付宝交易号,商户订单号,业务类型,订单金额(元),完成时间"]
         for order in self.sandbox.ledger.orders(self.name):
             if order.paid_at is None or _alipay_time(order.paid_at)[:10] != day:
                 continue
+            if order.out_trade_no in missing:
+                continue
             amount = order.amount + (Decimal("0.01") if order.out_trade_no in mismatches else 0)
             lines.append(
                 f"{order.trade_no}\t,{order.out_trade_no}\t,交易,{amount:.2f},{_alipay_time(order.paid_at)}"
+            )
+        for extra in faults.extra_settlement_lines():
+            business = "交易" if extra.kind == "payment" else "退款"
+            lines.append(
+                f"{extra.trade_no}\t,{extra.out_trade_no}\t,{business},"
+                f"{extra.amount:.2f},{day} 12:00:00"
             )
         lines.append("#业务明细列表结束")
         return SandboxResponse.text("\n".join(lines) + "\n", content_type="text/csv")

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal, InvalidOperation
 from typing import Any
+
+SETTLEMENT_LINE_KINDS = ("payment", "refund")
+
+
+@dataclass(frozen=True)
+class ExtraSettlementLine:
+    """A line the statement lists without a matching order in the sandbox's ledger."""
+
+    out_trade_no: str
+    amount: Decimal
+    kind: str  # "payment" | "refund"
+    trade_no: str
 
 
 @dataclass
@@ -22,6 +35,12 @@ class Faults:
     rename_field: dict[str, str] = field(default_factory=dict)  # {"old": "new"} in callbacks
     reformat_amount: bool = False  # send amounts in fen instead of yuan (format change)
     settlement_mismatches: list[str] = field(default_factory=list)  # out_trade_nos to alter
+    # Statement faults for reconciliation: orders left out of the file (the channel
+    # "lost" a payment we confirmed), and lines added to it (an order we never
+    # placed, a repeated line, a refund) as {"out_trade_no", "amount", "kind"?,
+    # "trade_no"?}; kind defaults to "payment".
+    settlement_missing: list[str] = field(default_factory=list)
+    settlement_extra_lines: list[dict[str, str]] = field(default_factory=list)
     auto_pay: bool = False  # wallet orders pay themselves (benchmarks, unattended runs)
     seed: int = 7
 
@@ -33,6 +52,24 @@ class Faults:
 
     def public(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def extra_settlement_lines(self) -> list[ExtraSettlementLine]:
+        return [_extra_line(line) for line in self.settlement_extra_lines]
+
+
+def _extra_line(line: dict[str, str]) -> ExtraSettlementLine:
+    """:raises ValueError: for a line the statement could not carry."""
+    if not isinstance(line, dict) or not line.get("out_trade_no"):
+        raise ValueError("each settlement_extra_lines entry needs an out_trade_no")
+    kind = line.get("kind", "payment")
+    if kind not in SETTLEMENT_LINE_KINDS:
+        raise ValueError(f"settlement line kind must be one of {SETTLEMENT_LINE_KINDS}")
+    try:
+        amount = Decimal(str(line.get("amount", ""))).quantize(Decimal("0.01"))
+    except InvalidOperation:
+        raise ValueError(f"settlement line amount {line.get('amount')!r} is not yuan") from None
+    number = str(line["out_trade_no"])
+    return ExtraSettlementLine(number, amount, kind, str(line.get("trade_no") or f"X{number}"))
 
 
 def faults_from(data: dict[str, Any], current: Faults) -> Faults:
@@ -47,4 +84,6 @@ def faults_from(data: dict[str, Any], current: Faults) -> Faults:
             merged[key] = float(value)
         elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ValueError(f"fault {key!r} must be {expected.__name__}")
-    return Faults(**merged)
+    faults = Faults(**merged)
+    faults.extra_settlement_lines()  # refuse a malformed line now, not at download
+    return faults

@@ -118,15 +118,20 @@ class SandboxUnionPay:
 
     def _file(self, fields: dict[str, str]) -> SandboxResponse:
         mmdd = fields.get("settleDate", "")
-        mismatches = set(self.sandbox.faults[self.name].settlement_mismatches)
+        faults = self.sandbox.faults[self.name]
+        mismatches, missing = set(faults.settlement_mismatches), set(faults.settlement_missing)
         lines = []
         for order in self.sandbox.ledger.orders(self.name):
             if order.status != "succeeded" or order.paid_at is None:
                 continue
-            if txn_time(order.paid_at)[4:8] != mmdd:
+            if txn_time(order.paid_at)[4:8] != mmdd or order.out_trade_no in missing:
                 continue
             amount = order.amount + (Decimal("0.01") if order.out_trade_no in mismatches else 0)
             lines.append(f"{order.out_trade_no}|{order.trade_no}|11|{yuan_to_fen(amount)}|{mmdd}")
+        for extra in faults.extra_settlement_lines():
+            txn_type = "11" if extra.kind == "payment" else "04"
+            fen = yuan_to_fen(extra.amount)
+            lines.append(f"{extra.out_trade_no}|{extra.trade_no}|{txn_type}|{fen}|{mmdd}")
         content = base64.b64encode(("\n".join(lines) + "\n").encode()).decode()
         return self._answer(fields, respCode="00", respMsg="成功", fileContent=content)
 

@@ -107,7 +107,8 @@ class SandboxWechatPay:
         if order.status == "succeeded":
             return self._answer(400, {"code": "ORDER_PAID", "message": "订单已支付"})
         self.sandbox.ledger.settle(order, status="closed", at=self.sandbox.now())
-        return SandboxResponse(204, b"", {})
+        # WeChat Pay signs every answer, the empty 204 included.
+        return SandboxResponse(204, b"", self._signed_headers(b""))
 
     def _refund(self, body: dict[str, Any]) -> SandboxResponse:
         order = self.sandbox.ledger.get(self.name, body.get("out_trade_no", ""))
@@ -138,18 +139,30 @@ class SandboxWechatPay:
         )
 
     def _bill(self, day: str) -> str:
-        mismatches = set(self.sandbox.faults[self.name].settlement_mismatches)
+        faults = self.sandbox.faults[self.name]
+        mismatches, missing = set(faults.settlement_mismatches), set(faults.settlement_missing)
         rows = ["交易时间,公众账号ID,商户号,微信订单号,商户订单号,交易状态,应结订单金额,退款金额"]
         for order in self.sandbox.ledger.orders(self.name):
             if (
                 order.paid_at is None
                 or order.paid_at.astimezone(SHANGHAI).date().isoformat() != day
+                or order.out_trade_no in missing
             ):
                 continue
             amount = order.amount + (Decimal("0.01") if order.out_trade_no in mismatches else 0)
             paid = order.paid_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
             rows.append(
                 f"`{paid},`{self.appid},`{self.mchid},`{order.trade_no},`{order.out_trade_no},`SUCCESS,`{amount:.2f},`0.00"
+            )
+        for extra in faults.extra_settlement_lines():
+            state, paid_amount, refunded = (
+                ("SUCCESS", extra.amount, Decimal("0.00"))
+                if extra.kind == "payment"
+                else ("REFUND", Decimal("0.00"), extra.amount)
+            )
+            rows.append(
+                f"`{day} 12:00:00,`{self.appid},`{self.mchid},`{extra.trade_no},"
+                f"`{extra.out_trade_no},`{state},`{paid_amount:.2f},`{refunded:.2f}"
             )
         rows.append("总交易单数,应结订单总金额")
         return "\n".join(rows) + "\n"
