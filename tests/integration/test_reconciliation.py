@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
 
 from repayments.channels.base import (
     ChannelUnavailable,
+    InboundCallback,
     SettlementRecord,
     TradeResult,
 )
 from repayments.domain.states import AttemptStatus, PaymentStatus
+from repayments.management.commands import reconcile as reconcile_command
 from repayments.models import (
     Allocation,
     Channel,
@@ -28,13 +37,20 @@ from repayments.models import (
     PaymentMethodType,
     ReconciliationRun,
 )
-from repayments.services.payments import attempt_open
+from repayments.services.payments import (
+    Outcome,
+    attempt_open,
+    attempt_record_outcome,
+    payment_create,
+)
 from repayments.services.reconciliation import (
     SHANGHAI,
+    reconcile_channel_day,
     reconcile_records,
 )
 from repayments.services.routing import payment_start
 from tests.conftest import at
+from tests.integration.conftest import RunningSandbox
 from tests.integration.fake_channel import FakeChannel
 from tests.integration.helpers import open_attempt, report
 
@@ -108,8 +124,10 @@ def confirmed(make_loan: Any, amount: str = "8606.64", accepted_at: datetime = O
 
 
 def pending(make_loan: Any, amount: str = "8606.64") -> PaymentAttempt:
+    """Sent and accepted by the bank; its result notify never arrived."""
     _, attempt = open_attempt(make_loan(), amount, ORDERED)
-    return attempt
+    outcome = Outcome(AttemptStatus.PENDING, EventKind.REQUEST)
+    return attempt_record_outcome(attempt_id=attempt.pk, outcome=outcome, now=ORDERED)
 
 
 def found(kind: DiscrepancyKind, attempt: PaymentAttempt | str) -> Discrepancy:
@@ -370,28 +388,146 @@ def test_reimporting_the_same_statement_changes_nothing(make_loan, bank) -> None
 # --- through the sandbox over HTTP --------------------------------------------------
 
 
-def _alipay_payment(make_loan, sandbox_channels, running_sandbox, amount: str) -> Any:
-    loan = make_loan()
-    payment = (
-        Payment.objects.create(
-            loan=loan,
-            borrower_id=loan.borrower_id,
-            amount=Decimal(amount),
-            created_at=ORDERED,
-            updated_at=ORDERED,
-        )
-        if False
-        else None
-    )
-    del payment
-    from repayments.services.payments import payment_create
-
-    created = payment_create(loan=loan, amount=amount, now=ORDERED)
+def _paid_at_alipay(make_loan, sandbox_channels, running_sandbox, amount: str) -> PaymentAttempt:
+    payment = payment_create(loan=make_loan(), amount=amount, now=ORDERED)
     started = payment_start(
-        payment_id=created.pk,
+        payment_id=payment.pk,
         method_type=PaymentMethodType.ALIPAY_BALANCE,
         now=ORDERED,
         channels=sandbox_channels,
     )
     running_sandbox.control(f"alipay/pay/{started.attempt.out_trade_no}")
     return started.attempt
+
+
+def _apply_notifies(running_sandbox, sandbox_channels, attempts: list[PaymentAttempt]) -> None:
+    """Book the signed notifies of ``attempts``; the others' notifies are 'lost'."""
+    wanted = {a.out_trade_no: a for a in attempts}
+    for notify in running_sandbox.receiver.received:
+        result = sandbox_channels("alipay").parse_callback(
+            InboundCallback(notify.body, notify.headers), now=timezone.now()
+        )
+        if result.out_trade_no in wanted:
+            outcome = Outcome(
+                result.status,
+                EventKind.CALLBACK,
+                accepted_at=result.accepted_at,
+                channel_trade_no=result.channel_trade_no,
+            )
+            attempt_record_outcome(
+                attempt_id=wanted[result.out_trade_no].pk, outcome=outcome, now=ORDERED
+            )
+
+
+def test_alipay_statement_fetched_from_the_sandbox_is_reconciled_end_to_end(
+    make_loan, sandbox_channels, running_sandbox: RunningSandbox
+) -> None:
+    pay = functools.partial(_paid_at_alipay, make_loan, sandbox_channels, running_sandbox)
+    ok, lost, altered, forgotten = pay("100.00"), pay("200.00"), pay("300.00"), pay("400.00")
+    running_sandbox.receiver.wait(4)
+    _apply_notifies(running_sandbox, sandbox_channels, [ok, altered, forgotten])
+    running_sandbox.control(
+        "alipay/faults",
+        {
+            "settlement_mismatches": [altered.out_trade_no],
+            "settlement_missing": [forgotten.out_trade_no],
+            "settlement_extra_lines": [{"out_trade_no": "AXNOTOURS0003", "amount": "50.00"}],
+        },
+    )
+    today = timezone.localdate()
+
+    def run() -> ReconciliationRun:
+        return reconcile_channel_day(
+            channel="alipay", day=today, now=timezone.now(), channels=sandbox_channels
+        )
+
+    first = run()
+
+    lost.refresh_from_db()
+    order = running_sandbox.sandbox.ledger.get("alipay", lost.out_trade_no)
+    assert order is not None
+    assert order.paid_at is not None
+    assert lost.status == AttemptStatus.SUCCEEDED
+    assert lost.accepted_at == order.paid_at.replace(microsecond=0)  # from alipay.trade.query
+    assert Payment.objects.get(pk=lost.payment_id).allocations.exists()
+    event = PaymentEvent.objects.get(attempt=lost, kind=EventKind.SETTLEMENT)
+    assert event.data["statement"]["channel_trade_no"] == order.trade_no
+    kinds = dict(
+        Discrepancy.objects.filter(channel="alipay", day=today).values_list("out_trade_no", "kind")
+    )
+    assert kinds == {
+        lost.out_trade_no: DiscrepancyKind.NOT_CONFIRMED_HERE,
+        altered.out_trade_no: DiscrepancyKind.AMOUNT_MISMATCH,
+        forgotten.out_trade_no: DiscrepancyKind.MISSING_AT_CHANNEL,
+        "AXNOTOURS0003": DiscrepancyKind.UNKNOWN_ORDER,
+    }
+    counts = ("line_count", "matched_count", "repaired_count", "discrepancy_count")
+    assert [getattr(first, c) for c in counts] == [4, 1, 1, 3]
+    altered.refresh_from_db()
+    assert altered.amount == Decimal("300.00")  # the one-fen-more line changed nothing
+    before = books()
+
+    again = run()
+
+    assert books() == before
+    assert [getattr(again, c) for c in counts] == [getattr(first, c) for c in counts]
+    assert again.file_digest == first.file_digest
+
+
+def test_statement_not_available_is_recorded_on_the_run_and_raised(
+    sandbox_channels, running_sandbox: RunningSandbox
+) -> None:
+    running_sandbox.control("unionpay/faults", {"down": True})
+
+    with pytest.raises(ChannelUnavailable):
+        reconcile_channel_day(
+            channel="unionpay", day=DAY, now=RECONCILED, channels=sandbox_channels
+        )
+
+    run = ReconciliationRun.objects.get(channel="unionpay", day=DAY)
+    assert run.error
+    assert run.finished_at is not None
+    assert not Discrepancy.objects.exists()
+
+
+# --- the command -----------------------------------------------------------------
+
+
+def test_reconcile_command_prints_counts_for_the_sandbox_statement(
+    make_loan, sandbox_channels, running_sandbox: RunningSandbox, monkeypatch, capsys
+) -> None:
+    _paid_at_alipay(make_loan, sandbox_channels, running_sandbox, "100.00")
+    monkeypatch.setattr(
+        reconcile_command,
+        "reconcile_channel_day",
+        functools.partial(reconcile_channel_day, channels=sandbox_channels),
+    )
+
+    call_command("reconcile", "--channel", "alipay", "--date", timezone.localdate().isoformat())
+
+    out = capsys.readouterr().out
+    assert "1 lines, 0 matched, 1 repaired, 0 discrepancies" in out
+    assert "not_confirmed_here repaired 1" in out
+
+
+def test_reconcile_command_refuses_a_bad_channel_or_a_future_day() -> None:
+    with pytest.raises(CommandError, match="Unknown channel"):
+        call_command("reconcile", "--channel", "paypal", "--date", "2026-02-05")
+    tomorrow = timezone.localdate() + timedelta(days=1)
+    with pytest.raises(CommandError, match="has not begun"):
+        call_command("reconcile", "--date", tomorrow.isoformat())
+    assert not ReconciliationRun.objects.exists()
+
+
+def test_reconcile_command_exits_non_zero_for_a_bad_date() -> None:
+    done = subprocess.run(
+        [sys.executable, "manage.py", "reconcile", "--channel", "alipay", "--date", "2026-02-30"],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode != 0
+    assert "YYYY-MM-DD" in done.stderr
