@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F
 
 from repayments import metrics
 from repayments.channels.base import (
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 # A row still ``received`` this long after arrival lost its processing message.
 SWEEP_AFTER = timedelta(seconds=60)
+# A row that crashes processing this often is quarantined instead of retried forever.
+MAX_TRIES = 8
 # How far each status is along the way; a report below what we hold is stale.
 STATUS_RANK = {
     AttemptStatus.SUBMITTING: 0,
@@ -106,6 +109,10 @@ def callback_receive(
     except CallbackUnparseable as exc:
         _quarantine(record, str(exc), now=now)
         return record, Verdict(CallbackStatus.QUARANTINED, adapter.callback_ack())
+    except Exception as exc:  # an adapter bug must not lose the callback or answer 500
+        logger.exception("callback %s: the %s adapter failed", record.pk, channel)
+        _quarantine(record, f"adapter error: {exc!r}", now=now)
+        return record, Verdict(CallbackStatus.QUARANTINED, adapter.callback_ack())
     InboundCallbackRecord.objects.filter(pk=record.pk).update(
         out_trade_no=result.out_trade_no[:64], reported_status=result.status
     )
@@ -120,10 +127,17 @@ def callback_process(
     :raises ChannelUnavailable: when the callback contradicts our books and the
         channel cannot be asked now; the row stays ``received`` for a retry.
     """
+    # Counted outside the processing transaction, so a try that crashes still counts.
+    InboundCallbackRecord.objects.filter(pk=record_id, status=CallbackStatus.RECEIVED).update(
+        tries=F("tries") + 1
+    )
     with transaction.atomic():
         record = InboundCallbackRecord.objects.select_for_update().get(pk=record_id)
         if record.status != CallbackStatus.RECEIVED:
             return record.status
+        if record.tries > MAX_TRIES:
+            _quarantine(record, f"processing failed {MAX_TRIES} times; see the logs", now=now)
+            return CallbackStatus.QUARANTINED
         parsed = _parse(record, channels)
         if isinstance(parsed, str):
             return parsed
@@ -180,7 +194,7 @@ def callbacks_requeue(*, statuses: Iterable[str], ids: Iterable[int] | None = No
     with transaction.atomic():
         picked = list(rows.select_for_update().values_list("pk", flat=True))
         InboundCallbackRecord.objects.filter(pk__in=picked).update(
-            status=CallbackStatus.RECEIVED, processed_at=None
+            status=CallbackStatus.RECEIVED, processed_at=None, tries=0
         )
     return picked
 
@@ -219,7 +233,6 @@ def callbacks_replay(
 def _parse(record: InboundCallbackRecord, channels: ChannelFactory) -> TradeResult | str:
     """Verify and read the raw row, as of when it arrived (the replay window)."""
     callback = InboundCallback(bytes(record.body), dict(record.headers))
-    record.tries += 1
     try:
         return channels(record.channel).parse_callback(callback, now=record.received_at)
     except CallbackRejected as exc:

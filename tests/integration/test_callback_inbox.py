@@ -290,3 +290,53 @@ def test_a_worker_killed_mid_processing_leaves_the_row_for_the_sweeper(
     assert record.status == CallbackStatus.PROCESSED
     assert _state_changes(started.attempt.payment_id) == 1
     assert sum(a.amount for a in Allocation.objects.all()) == started.attempt.amount
+
+
+class BrokenAdapter:
+    """An adapter with a bug: it blows up on every callback."""
+
+    def parse_callback(self, callback, *, now):
+        raise RuntimeError("adapter bug")
+
+    def callback_ack(self):
+        from repayments.channels.base import CallbackAck
+
+        return CallbackAck(status=200, body=b"success", content_type="text/plain")
+
+
+def test_an_adapter_bug_quarantines_instead_of_losing_or_failing() -> None:
+    from repayments.services.callbacks import callback_receive
+
+    record, verdict = callback_receive(
+        channel="alipay",
+        body=b"a=1",
+        headers={},
+        remote_addr="127.0.0.1",
+        now=timezone.now(),
+        channels=lambda _: BrokenAdapter(),
+    )
+    assert verdict.status == CallbackStatus.QUARANTINED
+    assert verdict.ack.status == 200
+    record.refresh_from_db()
+    assert record.status == CallbackStatus.QUARANTINED
+    assert "adapter bug" in record.error
+
+
+def test_a_row_that_keeps_crashing_is_quarantined_after_its_tries() -> None:
+    from repayments.services.callbacks import MAX_TRIES
+
+    record = InboundCallbackRecord.objects.create(
+        channel="alipay", body=b"a=1", headers={}, received_at=timezone.now()
+    )
+    for _ in range(MAX_TRIES):
+        with pytest.raises(RuntimeError):
+            callback_process(
+                record_id=record.pk, now=timezone.now(), channels=lambda _: BrokenAdapter()
+            )
+    record.refresh_from_db()
+    assert record.status == CallbackStatus.RECEIVED
+    assert record.tries == MAX_TRIES
+    status = callback_process(
+        record_id=record.pk, now=timezone.now(), channels=lambda _: BrokenAdapter()
+    )
+    assert status == CallbackStatus.QUARANTINED

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import requests
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -396,6 +397,7 @@ def _paid_at_alipay(make_loan, sandbox_channels, running_sandbox, amount: str) -
         now=ORDERED,
         channels=sandbox_channels,
     )
+    requests.get(started.next_action.value, timeout=5)  # Alipay opens the trade on this page
     running_sandbox.control(f"alipay/pay/{started.attempt.out_trade_no}")
     return started.attempt
 
