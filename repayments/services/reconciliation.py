@@ -359,6 +359,9 @@ class _Statement:
         if answer is not None and answer.status != AttemptStatus.SUCCEEDED:
             found(DiscrepancyKind.STATUS_MISMATCH, "query_not_paid")
             return
+        if answer is not None and _other_trade(item.record, answer.channel_trade_no):
+            found(DiscrepancyKind.UNKNOWN_ORDER, "query_names_another_channel_trade")
+            return
         paid_twice = attempt.payment.status == PaymentStatus.SUCCEEDED
         try:
             result = answer or _statement_result(item.record)
@@ -495,11 +498,18 @@ def _line_problem(
         return DiscrepancyKind.UNKNOWN_ORDER, "no_such_order"
     if row[_CHANNEL] != channel:
         return DiscrepancyKind.UNKNOWN_ORDER, "order_of_another_channel"
-    if record.channel_trade_no and row[_TRADE_NO] and record.channel_trade_no != row[_TRADE_NO]:
+    if _other_trade(record, row[_TRADE_NO]):
         return DiscrepancyKind.UNKNOWN_ORDER, "channel_trade_no_differs"
     if record.amount != row[_AMOUNT]:
         return DiscrepancyKind.AMOUNT_MISMATCH, "amount_differs"
     return None
+
+
+def _other_trade(record: SettlementRecord, channel_trade_no: str) -> bool:
+    """The line names another channel transaction than the one we know for the order."""
+    return bool(record.channel_trade_no and channel_trade_no) and (
+        record.channel_trade_no != channel_trade_no
+    )
 
 
 def _attempts_by_number(numbers: Sequence[str]) -> dict[str, _Row]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, timedelta
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -304,6 +305,10 @@ class BrokenAdapter:
         return CallbackAck(status=200, body=b"success", content_type="text/plain")
 
 
+def _broken(channel: str) -> Any:
+    return BrokenAdapter()
+
+
 def test_an_adapter_bug_quarantines_instead_of_losing_or_failing() -> None:
     from repayments.services.callbacks import callback_receive
 
@@ -313,7 +318,7 @@ def test_an_adapter_bug_quarantines_instead_of_losing_or_failing() -> None:
         headers={},
         remote_addr="127.0.0.1",
         now=timezone.now(),
-        channels=lambda _: BrokenAdapter(),
+        channels=_broken,
     )
     assert verdict.status == CallbackStatus.QUARANTINED
     assert verdict.ack.status == 200
@@ -330,13 +335,9 @@ def test_a_row_that_keeps_crashing_is_quarantined_after_its_tries() -> None:
     )
     for _ in range(MAX_TRIES):
         with pytest.raises(RuntimeError):
-            callback_process(
-                record_id=record.pk, now=timezone.now(), channels=lambda _: BrokenAdapter()
-            )
+            callback_process(record_id=record.pk, now=timezone.now(), channels=_broken)
     record.refresh_from_db()
     assert record.status == CallbackStatus.RECEIVED
     assert record.tries == MAX_TRIES
-    status = callback_process(
-        record_id=record.pk, now=timezone.now(), channels=lambda _: BrokenAdapter()
-    )
+    status = callback_process(record_id=record.pk, now=timezone.now(), channels=_broken)
     assert status == CallbackStatus.QUARANTINED

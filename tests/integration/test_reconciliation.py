@@ -80,7 +80,7 @@ class AskedChannel(FakeChannel):
         self.answers[attempt.out_trade_no] = TradeResult(
             out_trade_no=attempt.out_trade_no,
             status=AttemptStatus.SUCCEEDED,
-            channel_trade_no=f"Q{attempt.out_trade_no}",
+            channel_trade_no=f"T{attempt.out_trade_no}",
             amount=amount or attempt.amount,
             accepted_at=QUERY_ACCEPTED,
         )
