@@ -12,6 +12,7 @@ from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from portal.env import env_bool, env_int, env_list, env_str, env_url, secret_key
@@ -156,6 +157,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "repayments.tasks.janitor_dispatch",
         "schedule": 15.0,
     },
+    # Every 5 seconds: send due notices; a claim left by a dead worker is due
+    # again when its lease ends, so this is also the outbox sweeper.
+    "dispatch-notices": {
+        "task": "notifications.tasks.dispatch_notices",
+        "schedule": 5.0,
+    },
     # Every minute: process callbacks stored but never processed.
     "sweep-callbacks": {
         "task": "repayments.tasks.sweep_callbacks",
@@ -240,6 +247,18 @@ SPECTACULAR_SETTINGS = {"TITLE": "Anxin Repay API", "VERSION": "1.0.0"}
 # How long a settlement quote stays valid once computed.
 SETTLEMENT_QUOTE_VALID_HOURS = env_int("SETTLEMENT_QUOTE_VALID_HOURS", 24, minimum=1)
 # Local hour at which due installments are withheld from bound cards.
+# --- Notifications ----------------------------------------------------------
+# A failure notice waits this long and is re-checked before it is sent.
+NOTICE_FAILURE_SETTLE_SECONDS = env_int("NOTICE_FAILURE_SETTLE_SECONDS", 120, maximum=3600)
+NOTIFY_SMS_PROVIDER = env_str("NOTIFY_SMS_PROVIDER", "file")
+NOTIFY_PUSH_PROVIDER = env_str("NOTIFY_PUSH_PROVIDER", "file")
+for _name, _value in (
+    ("NOTIFY_SMS_PROVIDER", NOTIFY_SMS_PROVIDER),
+    ("NOTIFY_PUSH_PROVIDER", NOTIFY_PUSH_PROVIDER),
+):
+    if _value not in ("file", "off"):
+        raise ImproperlyConfigured(f"{_name} must be file or off (got {_value!r})")
+
 AUTO_DEBIT_HOUR = env_int("AUTO_DEBIT_HOUR", 9, minimum=0, maximum=20)
 # Shown when no online method can take a payment (bank transfer still can).
 REPAYMENT_BANK_ACCOUNT = env_str(

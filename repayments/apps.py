@@ -8,5 +8,7 @@ class RepaymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from repayments.metrics import register_collector
+        from repayments.services.payment_notices import payment_notices_register
 
         register_collector()
+        payment_notices_register()

@@ -42,6 +42,7 @@ from repayments.models import (
 )
 from repayments.services.allocation import payment_allocate
 from repayments.services.audit import audit_append
+from repayments.services.payment_notices import payment_notices_on_change
 from repayments.services.errors import (
     AttemptAlreadyOpen,
     IdempotencyKeyReused,
@@ -308,6 +309,8 @@ def _follow_attempt(
         payment.failure_reason = ""
         _move_payment(payment, PaymentStatus.SUCCEEDED, now=now, attempt=attempt, late=late)
         payment_allocate(payment_id=payment.pk, now=now)
+        # After booking, so the notice can say which installments were paid.
+        payment_notices_on_change(payment, PaymentStatus.SUCCEEDED, attempt=attempt, now=now)
     elif attempt.status in NOT_PAID_OUTCOMES and payment.status == PaymentStatus.PROCESSING:
         payment.failure_reason = attempt.failure_message or attempt.failure_code or attempt.status
         _move_payment(payment, PaymentStatus.FAILED, now=now, attempt=attempt)
@@ -347,6 +350,8 @@ def _move_payment(
         now=now,
         data={"from": previous, **data},
     )
+    if target != PaymentStatus.SUCCEEDED:  # success is announced once it is booked
+        payment_notices_on_change(payment, target, attempt=attempt, now=now)
 
 
 def payment_cancel(*, payment_id: int, now: datetime, actor: User | None = None) -> Payment:

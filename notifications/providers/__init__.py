@@ -1,0 +1,1 @@
+"""Delivery providers: one small interface, development and real implementations."""
