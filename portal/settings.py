@@ -163,6 +163,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.dispatch_notices",
         "schedule": 5.0,
     },
+    # 10:00 Shanghai: due-date reminders and overdue alerts (quiet hours respected).
+    "send-reminders": {
+        "task": "repayments.tasks.send_reminders",
+        "schedule": crontab(hour=10, minute=0),
+    },
     # Every minute: process callbacks stored but never processed.
     "sweep-callbacks": {
         "task": "repayments.tasks.sweep_callbacks",

@@ -9,6 +9,8 @@ class RepaymentsConfig(AppConfig):
     def ready(self) -> None:
         from repayments.metrics import register_collector
         from repayments.services.payment_notices import payment_notices_register
+        from repayments.services.reminders import reminders_register
 
         register_collector()
         payment_notices_register()
+        reminders_register()

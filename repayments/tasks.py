@@ -18,6 +18,7 @@ from repayments.services.autodebit import (
 )
 from repayments.services.callbacks import callback_process, callbacks_due_for_sweep
 from repayments.services.janitor import janitor_check, janitor_claim
+from repayments.services.reminders import reminders_enqueue
 from repayments.services.routing import duplicates_refund
 
 logger = logging.getLogger(__name__)
@@ -98,3 +99,10 @@ def janitor_dispatch() -> int:
 @shared_task(name="repayments.tasks.janitor_query", acks_late=True)
 def janitor_query(*, attempt_id: int) -> str:
     return janitor_check(attempt_id=attempt_id, now=timezone.now())
+
+
+@shared_task(name="repayments.tasks.send_reminders", acks_late=True)
+def send_reminders() -> int:
+    """Daily: due-date reminders (3 and 1 days before) and overdue alerts."""
+    now = timezone.now()
+    return reminders_enqueue(today=timezone.localdate(now), now=now)
