@@ -42,7 +42,6 @@ from repayments.models import (
 )
 from repayments.services.allocation import payment_allocate
 from repayments.services.audit import audit_append
-from repayments.services.payment_notices import payment_notices_on_change
 from repayments.services.errors import (
     AttemptAlreadyOpen,
     IdempotencyKeyReused,
@@ -51,6 +50,7 @@ from repayments.services.errors import (
     PaymentNotPayable,
     QuoteNotUsable,
 )
+from repayments.services.payment_notices import payment_notices_on_change
 from repayments.services.timeline import timeline_record
 
 PAYABLE_STATUSES = frozenset(
