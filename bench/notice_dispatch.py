@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,7 @@ def _baseline(app: object, redis_client: object, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def _make_notices(count: int, users: list[int], now: object) -> None:
+def _make_notices(count: int, users: list[int], now: datetime) -> None:
     from notifications.models import Notice, NoticeKind
 
     rows = [
@@ -159,9 +160,10 @@ def main() -> None:
             time.sleep(0.5)
         latencies = sorted(
             (delivered - changed).total_seconds()
-            for delivered, changed in Notice.objects.filter(subject_type="bench").values_list(
-                "delivered_at", "state_changed_at"
-            )
+            for delivered, changed in Notice.objects.filter(
+                subject_type="bench", delivered_at__isnull=False
+            ).values_list("delivered_at", "state_changed_at")
+            if delivered is not None
         )
     finally:
         for worker in workers:
