@@ -151,3 +151,25 @@ def test_an_immediate_query_is_rate_limited(make_loan, portal_channels: PortalCh
     assert after - before == 1
     started.attempt.refresh_from_db()
     assert started.attempt.status == AttemptStatus.SUCCEEDED
+
+
+def test_backlog_and_oldest_open_attempt_are_exposed_as_metrics(
+    make_loan, portal_channels: PortalChannels, client
+) -> None:
+    portal_channels.sandbox.control("unionpay/faults", {"drop_callbacks": 1.0})
+    started = _start(make_loan)
+    PaymentAttempt.objects.filter(pk=started.attempt.pk).update(
+        created_at=timezone.now() - timedelta(minutes=10),
+        next_query_at=timezone.now() - timedelta(seconds=1),
+    )
+    metrics = client.get("/metrics").content.decode()
+    assert 'anxin_janitor_backlog{channel="unionpay"} 1.0' in metrics
+    oldest = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('anxin_oldest_open_attempt_seconds{channel="unionpay",status="pending"}')
+    ]
+    assert oldest
+    assert float(oldest[0].split()[-1]) >= 600
+    # Opened 10 minutes ago: within the 15-minute "orders but no callbacks" window.
+    assert 'anxin_orders_created_recently{channel="unionpay"} 1.0' in metrics
