@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -69,9 +70,12 @@ class AskedChannel(FakeChannel):
 
     answers: dict[str, TradeResult] = field(default_factory=dict)
     queried: list[str] = field(default_factory=list)
+    while_asked: Callable[[], object] | None = None  # what happens elsewhere meanwhile
 
     def query(self, out_trade_no: str, *, placed_at: datetime | None = None) -> TradeResult:
         self.queried.append(out_trade_no)
+        if self.while_asked is not None:
+            self.while_asked()
         if out_trade_no not in self.answers:
             raise ChannelUnavailable("SYSTEM_BUSY", "try later")
         return self.answers[out_trade_no]
@@ -119,7 +123,9 @@ def reconcile(records: list[SettlementRecord], bank: AskedChannel) -> Reconcilia
     )
 
 
-def confirmed(make_loan: Any, amount: str = "8606.64", accepted_at: datetime = ORDERED) -> Any:
+def confirmed(
+    make_loan: Any, amount: str = "8606.64", accepted_at: datetime = ORDERED
+) -> PaymentAttempt:
     _, attempt = open_attempt(make_loan(), amount, ORDERED)
     return report(attempt, AttemptStatus.SUCCEEDED, ORDERED, accepted_at=accepted_at)
 
@@ -265,6 +271,21 @@ def test_query_naming_another_amount_is_open_and_never_booked(make_loan, bank) -
     assert not Discrepancy.objects.filter(kind=DiscrepancyKind.NOT_CONFIRMED_HERE).exists()
 
 
+def test_query_naming_another_channel_trade_is_open_and_never_booked(make_loan, bank) -> None:
+    attempt = pending(make_loan)
+    bank.says_paid(attempt)
+    number = attempt.out_trade_no
+    bank.answers[number] = replace(bank.answers[number], channel_trade_no="T-ELSEWHERE")
+
+    reconcile([line(attempt)], bank)
+
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.PENDING
+    assert not Allocation.objects.exists()
+    unknown = found(DiscrepancyKind.UNKNOWN_ORDER, attempt)
+    assert unknown.evidence["reason"] == "query_names_another_channel_trade"
+
+
 def test_confirmed_here_but_missing_from_the_statement_is_open(make_loan, bank) -> None:
     listed = confirmed(make_loan)
     # 00:30 in Beijing is still the previous day in UTC: it belongs to DAY.
@@ -327,6 +348,7 @@ def test_a_line_repeated_on_the_statement_is_a_duplicate_and_books_once(make_loa
     assert sum(a.amount for a in payment.allocations.all()) == Decimal("8606.64")
     duplicate = found(DiscrepancyKind.DUPLICATE_SUCCESS, attempt)
     assert duplicate.status == DiscrepancyStatus.OPEN
+    assert duplicate.evidence["reason"] == "line_repeated"
     assert [entry["record"] for entry in duplicate.evidence["lines"]] == [2]
     assert found(DiscrepancyKind.NOT_CONFIRMED_HERE, attempt).status == DiscrepancyStatus.REPAIRED
 
@@ -360,11 +382,13 @@ def test_two_attempts_of_one_payment_both_settled_flag_the_second_for_refund(
 
 def test_reimporting_the_same_statement_changes_nothing(make_loan, bank) -> None:
     repair, ok, off = pending(make_loan), confirmed(make_loan), pending(make_loan)
+    plain = confirmed(make_loan)
     confirmed(make_loan)  # missing at the channel
     failed = report(pending(make_loan, "10.00"), AttemptStatus.FAILED, ORDERED)
     bank.says_paid(repair)
     bank.says(failed, AttemptStatus.FAILED)
     records = [
+        line(plain),
         line(repair),
         line(ok),
         line(ok),
@@ -382,8 +406,25 @@ def test_reimporting_the_same_statement_changes_nothing(make_loan, bank) -> None
     assert again.file_digest == first.file_digest
     counts = ("line_count", "matched_count", "repaired_count", "discrepancy_count")
     assert [getattr(again, c) for c in counts] == [getattr(first, c) for c in counts]
-    assert [getattr(first, c) for c in counts] == [6, 0, 1, 5]
+    assert [getattr(first, c) for c in counts] == [7, 1, 1, 5]
     assert ReconciliationRun.objects.filter(day=DAY).count() == 2  # each import is logged
+
+
+def test_an_import_racing_another_one_leaves_one_repair_and_no_extra_event(make_loan, bank) -> None:
+    attempt = pending(make_loan)
+    bank.says_paid(attempt)
+    records = [line(attempt)]
+    other_worker = AskedChannel("unionpay", answers=dict(bank.answers))
+    # The other import repairs and commits while this one waits for the channel.
+    bank.while_asked = lambda: reconcile(records, other_worker)
+
+    run = reconcile(records, bank)
+
+    events = PaymentEvent.objects.filter(payment_id=attempt.payment_id)
+    assert events.filter(kind=EventKind.SETTLEMENT).count() == 1
+    assert not events.filter(kind=EventKind.IGNORED).exists()  # our copy rolled back whole
+    assert Discrepancy.objects.count() == 1
+    assert run.repaired_count == 1
 
 
 # --- through the sandbox over HTTP --------------------------------------------------
@@ -474,6 +515,64 @@ def test_alipay_statement_fetched_from_the_sandbox_is_reconciled_end_to_end(
     assert books() == before
     assert [getattr(again, c) for c in counts] == [getattr(first, c) for c in counts]
     assert again.file_digest == first.file_digest
+
+
+def _paid_at(channel: str, make_loan, sandbox_channels, running_sandbox) -> PaymentAttempt:
+    payment = payment_create(loan=make_loan(), amount="70.00", now=ORDERED)
+    method = {
+        "wechatpay": PaymentMethodType.WECHATPAY_BALANCE,
+        "unionpay": PaymentMethodType.BANK_DEBIT_CARD,
+    }[channel]
+    started = payment_start(
+        payment_id=payment.pk,
+        method_type=method,
+        now=ORDERED,
+        card_token="tok_1",
+        channels=sandbox_channels,
+    )
+    if channel == "wechatpay":  # withholding settles by itself; a QR code waits for the payer
+        running_sandbox.control(f"wechatpay/pay/{started.attempt.out_trade_no}")
+    return started.attempt
+
+
+@pytest.mark.parametrize("channel", ["wechatpay", "unionpay"])
+def test_statement_faults_shape_every_channels_file(
+    channel, make_loan, sandbox_channels, running_sandbox: RunningSandbox
+) -> None:
+    kept = _paid_at(channel, make_loan, sandbox_channels, running_sandbox)
+    dropped = _paid_at(channel, make_loan, sandbox_channels, running_sandbox)
+    running_sandbox.receiver.wait(2)
+    running_sandbox.control(
+        f"{channel}/faults",
+        {
+            "settlement_missing": [dropped.out_trade_no],
+            "settlement_extra_lines": [
+                {"out_trade_no": "AXNOTOURS0004", "amount": "12.34"},
+                {"out_trade_no": kept.out_trade_no, "amount": "70.00", "kind": "refund"},
+            ],
+        },
+    )
+
+    records = sandbox_channels(channel).fetch_settlement_file(timezone.localdate())
+
+    assert sorted((r.out_trade_no, r.amount, r.kind) for r in records) == sorted(
+        [
+            (kept.out_trade_no, Decimal("70.00"), "payment"),
+            ("AXNOTOURS0004", Decimal("12.34"), "payment"),
+            (kept.out_trade_no, Decimal("70.00"), "refund"),
+        ]
+    )
+
+
+def test_malformed_statement_line_fault_is_refused(running_sandbox: RunningSandbox) -> None:
+    answer = requests.post(
+        f"{running_sandbox.url}/control/alipay/faults",
+        json={"settlement_extra_lines": [{"out_trade_no": "X", "amount": "ten"}]},
+        timeout=5,
+    )
+
+    assert answer.status_code == 400
+    assert "amount" in answer.json()["error"]
 
 
 def test_statement_not_available_is_recorded_on_the_run_and_raised(
