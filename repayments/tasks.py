@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.utils import timezone
 
-from repayments.channels.base import ChannelOutcomeUnknown, ChannelUnavailable
+from repayments.channels.base import ChannelError, ChannelOutcomeUnknown, ChannelUnavailable
+from repayments.models import Channel
 from repayments.services.audit import audit_verify
 from repayments.services.autodebit import (
     auto_debit_claim,
@@ -18,6 +20,7 @@ from repayments.services.autodebit import (
 )
 from repayments.services.callbacks import callback_process, callbacks_due_for_sweep
 from repayments.services.janitor import janitor_check, janitor_claim
+from repayments.services.reconciliation import reconcile_channel_day
 from repayments.services.reminders import reminders_enqueue
 from repayments.services.routing import duplicates_refund
 
@@ -106,3 +109,25 @@ def send_reminders() -> int:
     """Daily: due-date reminders (3 and 1 days before) and overdue alerts."""
     now = timezone.now()
     return reminders_enqueue(today=timezone.localdate(now), now=now)
+
+
+@shared_task(name="repayments.tasks.reconcile_yesterday", acks_late=True)
+def reconcile_yesterday() -> None:
+    """Daily: one reconciliation per channel for yesterday's statement (Beijing days)."""
+    for channel in Channel.values:
+        reconcile_channel.delay(channel=channel)
+
+
+@shared_task(
+    name="repayments.tasks.reconcile_channel",
+    acks_late=True,
+    autoretry_for=(ChannelError,),
+    retry_backoff=600,
+    retry_backoff_max=3600,
+    max_retries=8,
+)
+def reconcile_channel(*, channel: str) -> int:
+    """A statement not published yet (Alipay's appear after 10:00) is retried later."""
+    now = timezone.now()
+    day = timezone.localdate(now) - timedelta(days=1)
+    return reconcile_channel_day(channel=channel, day=day, now=now).discrepancy_count

@@ -642,7 +642,9 @@ def _bill_record(cells: list[str], columns: Mapping[str, int], number: int) -> S
         amount_text = amount_text.removeprefix("-")
     try:
         amount = parse_amount(amount_text)
-        finished = datetime.strptime(cells[columns["finished_at"]], ALIPAY_TIME_FORMAT)
+        # fromisoformat reads "YYYY-MM-DD HH:MM:SS" several times faster than strptime,
+        # which dominates parsing a million-line bill.
+        finished = datetime.fromisoformat(cells[columns["finished_at"]])
     except (InvalidAmount, ValueError) as exc:
         raise ChannelError(SETTLEMENT_MALFORMED, f"line {number}: {exc}") from exc
     out_trade_no = cells[columns["out_trade_no"]]
