@@ -239,7 +239,13 @@ def _deliver(notice: Notice, text: str, *, now: datetime, providers: ProviderFac
         if provider is None:
             continue
         try:
-            sent = provider.send(to=recipient, text=text, reference=str(notice.pk))
+            sent = provider.send(
+                to=recipient,
+                text=text,
+                reference=str(notice.pk),
+                kind=notice.kind,
+                params=notice.params,
+            )
         except ProviderError as exc:
             Delivery.objects.create(
                 notice=notice,

@@ -3,6 +3,7 @@ a message that names the variable, instead of silently becoming a default."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -52,6 +53,22 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_json_object(name: str, default: dict[str, str]) -> dict[str, str]:
+    """Return a JSON object of non-empty strings (e.g. notice kind -> template code)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a JSON object (got {raw!r}).") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise ImproperlyConfigured(f"{name} must map names to non-empty strings (got {raw!r}).")
+    return value
 
 
 def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:

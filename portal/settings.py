@@ -15,7 +15,15 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from portal.env import env_bool, env_int, env_list, env_str, env_url, secret_key
+from portal.env import (
+    env_bool,
+    env_int,
+    env_json_object,
+    env_list,
+    env_str,
+    env_url,
+    secret_key,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("ANXIN_VAR_DIR", str(BASE_DIR / "var")))
@@ -35,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "rest_framework.authtoken",
     "drf_spectacular",
     "django_htmx",
     "js_lib_htmx",
@@ -44,6 +53,7 @@ INSTALLED_APPS = [
     "axes",
     "notifications",
     "repayments",
+    "repayments.api",
     "portal",
 ]
 
@@ -163,6 +173,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.dispatch_notices",
         "schedule": 5.0,
     },
+    # 10:30 Shanghai, once channels publish yesterday's statements: reconcile
+    # each channel (a statement not there yet is retried with backoff).
+    "reconcile-yesterday": {
+        "task": "repayments.tasks.reconcile_yesterday",
+        "schedule": crontab(hour=10, minute=30),
+    },
     # 10:00 Shanghai: due-date reminders and overdue alerts (quiet hours respected).
     "send-reminders": {
         "task": "repayments.tasks.send_reminders",
@@ -241,29 +257,59 @@ SESSION_SAVE_EVERY_REQUEST = True
 X_FRAME_OPTIONS = "DENY"
 
 # --- REST framework ---------------------------------------------------------
+# The borrower API (repayments.api): token or session auth, one error shape
+# (RFC 9457 problem details), throttles per scope, every list paginated.
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "repayments.api.schema.ProblemAutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: its WWW-Authenticate header makes "not signed in" a 401.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["repayments.api.permissions.IsBorrower"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "repayments.api.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "repayments.api.pagination.Pagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_THROTTLE_CLASSES": ["repayments.api.throttling.BorrowerRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "borrower": "120/min",
+        "payments": "10/min",
+        "auth": "20/min",
+    },
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Anxin Repay API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Anxin Repay API",
+    "DESCRIPTION": "Borrower API v1: loans, schedules, repayments, paying, settlement "
+    "quotes, disputes and notices. Errors are RFC 9457 problem details; see docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatusEnum": "repayments.domain.states.PaymentStatus",
+        "AttemptStatusEnum": "repayments.domain.states.AttemptStatus",
+        "LoanStatusEnum": "repayments.models.loans.LoanStatus",
+        "DisputeStatusEnum": "repayments.models.disputes.DisputeStatus",
+        "NoticeStatusEnum": "notifications.models.NoticeStatus",
+        "DeliveryStatusEnum": "notifications.models.DeliveryStatus",
+        "InstallmentStatusEnum": ["paid", "partially_paid", "overdue", "upcoming"],
+        "PaymentChannelEnum": "repayments.models.payments.Channel",
+        "PaymentMethodEnum": "repayments.models.products.PaymentMethodType",
+        "DeliveryChannelEnum": "notifications.models.DeliveryChannel",
+        "NoticeKindEnum": "notifications.models.NoticeKind",
+        "EventKindEnum": "repayments.models.payments.EventKind",
+        "PaymentPurposeEnum": "repayments.models.payments.PaymentPurpose",
+        "DisputeCategoryEnum": "repayments.models.disputes.DisputeCategory",
+        "ReasonCodeEnum": "repayments.domain.availability.Reason",
+    },
+}
 
 # --- Domain -----------------------------------------------------------------
 # How long a settlement quote stays valid once computed.
 SETTLEMENT_QUOTE_VALID_HOURS = env_int("SETTLEMENT_QUOTE_VALID_HOURS", 24, minimum=1)
 # Local hour at which due installments are withheld from bound cards.
-# --- Notifications ----------------------------------------------------------
-# A failure notice waits this long and is re-checked before it is sent.
-NOTICE_FAILURE_SETTLE_SECONDS = env_int("NOTICE_FAILURE_SETTLE_SECONDS", 120, maximum=3600)
-NOTIFY_SMS_PROVIDER = env_str("NOTIFY_SMS_PROVIDER", "file")
-NOTIFY_PUSH_PROVIDER = env_str("NOTIFY_PUSH_PROVIDER", "file")
-for _name, _value in (
-    ("NOTIFY_SMS_PROVIDER", NOTIFY_SMS_PROVIDER),
-    ("NOTIFY_PUSH_PROVIDER", NOTIFY_PUSH_PROVIDER),
-):
-    if _value not in ("file", "off"):
-        raise ImproperlyConfigured(f"{_name} must be file or off (got {_value!r})")
-
 AUTO_DEBIT_HOUR = env_int("AUTO_DEBIT_HOUR", 9, minimum=0, maximum=20)
 # Shown when no online method can take a payment (bank transfer still can).
 REPAYMENT_BANK_ACCOUNT = env_str(
@@ -313,6 +359,72 @@ UNIONPAY_PRIVATE_KEY_PATH = env_str(
 UNIONPAY_PUBLIC_KEY_PATH = env_str(
     "UNIONPAY_PUBLIC_KEY_PATH", str(KEYS_DIR / "unionpay" / "platform_public.pem")
 )
+
+# --- Notifications ----------------------------------------------------------
+# Below the payment channels: the SMS gateway's default is the channel sandbox.
+# A failure notice waits this long and is re-checked before it is sent.
+NOTICE_FAILURE_SETTLE_SECONDS = env_int("NOTICE_FAILURE_SETTLE_SECONDS", 120, maximum=3600)
+NOTIFY_SMS_PROVIDER = env_str("NOTIFY_SMS_PROVIDER", "file")
+NOTIFY_PUSH_PROVIDER = env_str("NOTIFY_PUSH_PROVIDER", "file")
+for _name, _value, _allowed in (
+    ("NOTIFY_SMS_PROVIDER", NOTIFY_SMS_PROVIDER, ("file", "aliyun", "off")),
+    ("NOTIFY_PUSH_PROVIDER", NOTIFY_PUSH_PROVIDER, ("file", "fcm", "off")),
+):
+    if _value not in _allowed:
+        raise ImproperlyConfigured(f"{_name} must be one of {', '.join(_allowed)} (got {_value!r})")
+NOTIFY_PROVIDER_TIMEOUT_SECONDS = env_int(
+    "NOTIFY_PROVIDER_TIMEOUT_SECONDS", 10, minimum=1, maximum=60
+)
+
+
+# Alibaba Cloud SMS. The defaults reach the channel sandbox's gateway with
+# SANDBOX-ONLY credentials and template codes; a real endpoint needs all three
+# set in the environment (checked below). Secrets never live in the repository.
+ALIYUN_SMS_ENDPOINT = env_url(
+    "ALIYUN_SMS_ENDPOINT", f"{CHANNEL_SANDBOX_URL}/aliyun-sms/", schemes=("http", "https")
+)
+ALIYUN_SMS_ACCESS_KEY_ID = env_str("ALIYUN_SMS_ACCESS_KEY_ID", "SANDBOX-ONLY-KEY-ID")
+ALIYUN_SMS_ACCESS_KEY_SECRET = env_str("ALIYUN_SMS_ACCESS_KEY_SECRET", "sandbox-only-secret")
+ALIYUN_SMS_SIGN_NAME = env_str("ALIYUN_SMS_SIGN_NAME", "安心还款")
+ALIYUN_SMS_REGION = env_str("ALIYUN_SMS_REGION", "cn-hangzhou")
+# Notice kind -> approved template code, e.g. {"payment_succeeded": "SMS_123456789"}.
+ALIYUN_SMS_TEMPLATE_CODES = env_json_object(
+    "ALIYUN_SMS_TEMPLATE_CODES",
+    {
+        kind: f"SMS_SANDBOX_{kind.upper()}"
+        for kind in (
+            "payment_processing",
+            "payment_succeeded",
+            "payment_failed",
+            "correction",
+            "due_reminder",
+            "overdue",
+            "quote_issued",
+            "dispute_update",
+        )
+    },
+)
+if NOTIFY_SMS_PROVIDER == "aliyun" and not ALIYUN_SMS_ENDPOINT.startswith(CHANNEL_SANDBOX_URL):
+    for _name in (
+        "ALIYUN_SMS_ACCESS_KEY_ID",
+        "ALIYUN_SMS_ACCESS_KEY_SECRET",
+        "ALIYUN_SMS_TEMPLATE_CODES",
+    ):
+        if not env_str(_name, "").strip():
+            raise ImproperlyConfigured(f"{_name} must be set to use {ALIYUN_SMS_ENDPOINT}.")
+
+# Firebase Cloud Messaging (HTTP v1). The key file is a Google service-account
+# JSON key kept outside the repository; the project defaults to the file's own.
+FCM_PROJECT_ID = env_str("FCM_PROJECT_ID", "")
+FCM_SERVICE_ACCOUNT_PATH = env_str("FCM_SERVICE_ACCOUNT_PATH", "")
+FCM_API_URL = env_url("FCM_API_URL", "https://fcm.googleapis.com", schemes=("http", "https"))
+FCM_TOKEN_URL = env_url(
+    "FCM_TOKEN_URL", "https://oauth2.googleapis.com/token", schemes=("http", "https")
+)
+if NOTIFY_PUSH_PROVIDER == "fcm" and not FCM_SERVICE_ACCOUNT_PATH:
+    raise ImproperlyConfigured(
+        "FCM_SERVICE_ACCOUNT_PATH must be set when NOTIFY_PUSH_PROVIDER=fcm."
+    )
 
 LOGGING = {
     "version": 1,

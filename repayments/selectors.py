@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Collection
+from datetime import date, datetime
+from uuid import UUID
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 
-from repayments.models import Installment, Loan, Payment, PaymentEvent, User
+from repayments.models import (
+    Allocation,
+    BoundCard,
+    Installment,
+    Loan,
+    Payment,
+    PaymentAttempt,
+    PaymentEvent,
+    User,
+)
 
 
 def loans_for_borrower(*, borrower: User, today: date) -> QuerySet[Loan]:
@@ -40,3 +51,86 @@ def payments_for_borrower(*, borrower: User) -> QuerySet[Payment]:
 
 def payment_timeline(*, payment: Payment) -> QuerySet[PaymentEvent]:
     return PaymentEvent.objects.filter(payment=payment).select_related("attempt").order_by("id")
+
+
+# --- The borrower's repayment record (车贷还款记录) ---------------------------------
+
+
+def payments_for_record(
+    *,
+    borrower: User,
+    loan_id: int | None = None,
+    statuses: Collection[str] = (),
+    created_from: datetime | None = None,
+    created_before: datetime | None = None,
+    trade_no: str = "",
+) -> QuerySet[Payment]:
+    """The borrower's payments, newest first, filtered, with each one's attempts.
+
+    Three queries per page whatever the number of payments: the page (joined to
+    its loan), its attempts, and the count the paginator asks for.
+    """
+    payments = Payment.objects.filter(borrower=borrower)
+    if loan_id is not None:
+        payments = payments.filter(loan_id=loan_id)
+    if statuses:
+        payments = payments.filter(status__in=list(statuses))
+    if created_from is not None:
+        payments = payments.filter(created_at__gte=created_from)
+    if created_before is not None:
+        payments = payments.filter(created_at__lt=created_before)
+    if trade_no:
+        matching = PaymentAttempt.objects.filter(
+            Q(channel_trade_no=trade_no) | Q(out_trade_no=trade_no)
+        ).values("payment_id")
+        payments = payments.filter(pk__in=matching)
+    return (
+        payments.select_related("loan")
+        .prefetch_related(Prefetch("attempts", queryset=_attempts_in_order()))
+        .order_by("-created_at", "-id")
+    )
+
+
+def payment_for_borrower(*, borrower: User, public_id: UUID) -> Payment | None:
+    """One of the borrower's own payments with everything its detail page shows, or None
+    (someone else's payment is indistinguishable from one that does not exist)."""
+    return (
+        Payment.objects.filter(borrower=borrower, public_id=public_id)
+        .select_related("loan")
+        .prefetch_related(
+            Prefetch("attempts", queryset=_attempts_in_order()),
+            Prefetch("events", queryset=PaymentEvent.objects.order_by("occurred_at", "id")),
+            Prefetch(
+                "allocations",
+                queryset=Allocation.objects.select_related("installment").order_by("id"),
+            ),
+        )
+        .first()
+    )
+
+
+def payment_by_idempotency_key(*, borrower: User, key: str) -> Payment | None:
+    return (
+        Payment.objects.filter(borrower=borrower, idempotency_key=key)
+        .prefetch_related(Prefetch("attempts", queryset=_attempts_in_order()))
+        .first()
+    )
+
+
+def loan_for_borrower(*, borrower: User, loan_id: int) -> Loan | None:
+    return Loan.objects.filter(borrower=borrower, pk=loan_id).select_related("product").first()
+
+
+def loan_choices_for_borrower(*, borrower: User) -> list[tuple[int, str, str]]:
+    """(id, contract number, vehicle) of each of the borrower's loans, for filters."""
+    rows = Loan.objects.filter(borrower=borrower).order_by("-start_date", "contract_number")
+    return list(rows.values_list("pk", "contract_number", "vehicle"))
+
+
+def cards_for_borrower(*, borrower: User) -> list[BoundCard]:
+    """Every card the borrower ever bound (active or not), best priority first."""
+    return list(BoundCard.objects.filter(borrower=borrower).order_by("priority", "id"))
+
+
+def _attempts_in_order() -> QuerySet[PaymentAttempt]:
+    return PaymentAttempt.objects.order_by("created_at", "id")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class ProviderError(Exception):
@@ -28,6 +29,19 @@ class Provider(Protocol):
     name: str
     channel: str  # "sms" | "push"
 
-    def send(self, *, to: Recipient, text: str, reference: str) -> Sent:
-        """Hand one message to the provider; ``reference`` is our notice id (idempotency)."""
+    def send(
+        self,
+        *,
+        to: Recipient,
+        text: str,
+        reference: str,
+        kind: str = "",
+        params: Mapping[str, Any] | None = None,
+    ) -> Sent:
+        """Hand one message to the provider; ``reference`` is our notice id (idempotency).
+
+        ``text`` is the notice as we rendered it. Providers that send from their
+        own approved templates (Chinese SMS gateways) use ``kind`` to pick the
+        template and ``params`` to fill it instead.
+        """
         ...

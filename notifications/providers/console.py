@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from notifications.providers.base import ProviderError, Recipient, Sent
 
@@ -21,13 +23,23 @@ class FileProvider:
         self.channel = channel
         self.path = path
 
-    def send(self, *, to: Recipient, text: str, reference: str) -> Sent:
+    def send(
+        self,
+        *,
+        to: Recipient,
+        text: str,
+        reference: str,
+        kind: str = "",
+        params: Mapping[str, Any] | None = None,
+    ) -> Sent:
+        del params  # the rendered text is what a developer wants to read
         if self.channel == "sms" and not to.phone:
             raise ProviderError("no phone number")
         if self.channel == "push" and not to.push_token:
             raise ProviderError("no device registered for push")
         line = json.dumps(
-            {"ref": reference, "to": to.phone or to.push_token, "text": text}, ensure_ascii=False
+            {"ref": reference, "kind": kind, "to": to.phone or to.push_token, "text": text},
+            ensure_ascii=False,
         )
         with _lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from repayments.models.audit import AuditChainHead, AuditEntry
 from repayments.models.autodebit import DebitStatus, ScheduledDebit
 from repayments.models.callbacks import CallbackStatus, InboundCallbackRecord
 from repayments.models.channels import ChannelSetting
+from repayments.models.disputes import Dispute, DisputeCategory, DisputeStatus
 from repayments.models.loans import BoundCard, Installment, Loan, LoanStatus
 from repayments.models.payments import (
     Allocation,
@@ -44,6 +45,9 @@ __all__ = [
     "Discrepancy",
     "DiscrepancyKind",
     "DiscrepancyStatus",
+    "Dispute",
+    "DisputeCategory",
+    "DisputeStatus",
     "EventKind",
     "InboundCallbackRecord",
     "Initiator",

@@ -81,3 +81,33 @@ def shoot() -> Any:
         return path
 
     return take
+
+
+# The channel sandbox over real HTTP, and the portal's channel settings pointed at it,
+# exactly as the integration tests use them (callbacks land at a receiver and are
+# relayed to /callbacks/<channel>/ when the test says so).
+from tests.integration.conftest import (  # noqa: E402
+    channel_keys,
+    portal_channels,
+    running_sandbox,
+)
+
+__all__ = ["channel_keys", "portal_channels", "running_sandbox"]
+
+
+@pytest.fixture
+def shoot_sizes(shoot: Any) -> Any:
+    """Screenshot a page at phone (390x844) and desktop (1280x800) width."""
+
+    def take(tab: Any, name: str) -> list[Path]:
+        paths = []
+        for label, size in (("phone", PHONE_VIEWPORT), ("desktop", DESKTOP_VIEWPORT)):
+            tab.set_viewport_size(size)
+            paths.append(shoot(tab, f"{name}-{label}"))
+        tab.set_viewport_size(PHONE_VIEWPORT)
+        return paths
+
+    return take
+
+
+DESKTOP_VIEWPORT = {"width": 1280, "height": 800}

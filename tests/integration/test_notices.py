@@ -36,7 +36,7 @@ class FakeSms:
     fail: bool = False
     during_send: list[Callable[[], object]] = field(default_factory=list)
 
-    def send(self, *, to: Recipient, text: str, reference: str) -> Sent:
+    def send(self, *, to: Recipient, text: str, reference: str, **_: object) -> Sent:
         if self.during_send:
             self.during_send.pop(0)()
         if self.fail:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from notifications.sandbox_sms import RECEIPT_PATH, SandboxSmsGateway
 from repayments.channels.sandbox.alipay import SandboxAlipay
-from repayments.channels.sandbox.app import Sandbox
+from repayments.channels.sandbox.app import Sandbox, SandboxResponse
 from repayments.channels.sandbox.unionpay import SandboxUnionPay
 from repayments.channels.sandbox.wechatpay import SandboxWechatPay
 
@@ -33,5 +34,14 @@ def build_sandbox(base_url: str) -> Sandbox:
     )
     sandbox.register(
         SandboxUnionPay(sandbox, keys_dir=settings.KEYS_DIR, mer_id=settings.UNIONPAY_MER_ID)
+    )
+    # Not a payment channel: the SMS gateway stand-in, served under /aliyun-sms/.
+    sandbox.register(
+        SandboxSmsGateway(
+            respond=SandboxResponse,
+            access_key_id=settings.ALIYUN_SMS_ACCESS_KEY_ID,
+            access_key_secret=settings.ALIYUN_SMS_ACCESS_KEY_SECRET,
+            receipt_url=f"{settings.PORTAL_BASE_URL}{RECEIPT_PATH}",
+        )
     )
     return sandbox

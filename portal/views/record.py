@@ -1,0 +1,194 @@
+"""The car-loan repayment record (车贷还款记录) and each payment's detail page.
+
+Rows still being confirmed poll for their status with htmx, backing off
+(2 s, 4 s, 8 s ... capped) and stopping at a final state. Each poll may ask
+the channel at once (``attempt_query_now``, rate-limited per attempt), so a
+lost callback shows up while the borrower is looking.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from portal.forms import RecordFilterForm
+from portal.presenters import (
+    MAX_POLLS,
+    method_choices,
+    payment_row,
+    payment_rows,
+    poll_delay,
+)
+from portal.timeline import timeline_steps, trade_numbers
+from portal.views.payflow import next_action_for, user_of
+from repayments.domain.states import OPEN_ATTEMPT_STATUSES, PaymentStatus
+from repayments.models import Payment, PaymentAttempt
+from repayments.selectors import (
+    cards_for_borrower,
+    loan_choices_for_borrower,
+    payment_for_borrower,
+    payments_for_record,
+)
+from repayments.services.janitor import attempt_query_now
+from repayments.services.methods import payment_choice_for
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 20
+# A fallback is offered only where no attempt could still take money.
+FALLBACK_STATUSES = frozenset({PaymentStatus.CREATED, PaymentStatus.FAILED})
+
+
+@login_required
+@require_GET
+def record(request: HttpRequest) -> HttpResponse:
+    """Every payment of the signed-in borrower, filtered by loan, status and dates."""
+    borrower = user_of(request)
+    loans = loan_choices_for_borrower(borrower=borrower)
+    form = RecordFilterForm(request.GET or None, loans=loans)
+    filters: dict[str, Any] = {}
+    if form.is_bound:
+        form.is_valid()  # invalid fields are shown with their error and left out
+        filters = form.cleaned_data
+    payments = payments_for_record(
+        borrower=borrower,
+        loan_id=filters.get("loan"),
+        statuses=form.statuses() if filters else (),
+        created_from=_day_start(filters.get("date_from")),
+        created_before=_day_start(filters.get("date_to"), plus_days=1),
+        trade_no=filters.get("trade_no") or "",
+    )
+    page = Paginator(payments, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = payment_rows(page.object_list, cards_for_borrower(borrower=borrower))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "rows": rows,
+        "page": page,
+        "query": query.urlencode(),
+        "filtered": any(filters.get(name) for name in form.fields),
+        "poll": _poll_context(0),
+        "many_loans": len(loans) > 1,
+    }
+    return render(request, "portal/record.html", context)
+
+
+@login_required
+@require_GET
+def record_row(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """One record row, refreshed by its own poll (htmx), asking the channel if due."""
+    payment = _own_payment(request, public_id)
+    poll = _poll_number(request)
+    if _ask_channel(payment):
+        payment = _own_payment(request, public_id)
+    row = payment_row(payment, cards_for_borrower(borrower=user_of(request)))
+    many_loans = len(loan_choices_for_borrower(borrower=user_of(request))) > 1
+    context = {"row": row, "poll": _poll_context(poll + 1), "many_loans": many_loans}
+    return render(request, "portal/record.html#row", context)
+
+
+@login_required
+@require_GET
+def payment_detail(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """One payment: status, every step in plain words, and what the borrower can do now."""
+    payment = _own_payment(request, public_id)
+    is_poll = bool(request.htmx) and "poll" in request.GET  # type: ignore[attr-defined]
+    poll = _poll_number(request) if is_poll else -1
+    if is_poll and _ask_channel(payment):
+        payment = _own_payment(request, public_id)
+    context = _detail_context(request, payment, poll=poll + 1)
+    template = "portal/payment_detail.html" + ("#live" if is_poll else "")
+    return render(request, template, context)
+
+
+def _detail_context(request: HttpRequest, payment: Payment, *, poll: int) -> dict[str, Any]:
+    cards = cards_for_borrower(borrower=user_of(request))
+    attempts = list(payment.attempts.all())
+    row = payment_row(payment, cards)
+    open_attempt = next((a for a in reversed(attempts) if a.status in OPEN_ATTEMPT_STATUSES), None)
+    return {
+        "payment": payment,
+        "row": row,
+        "steps": timeline_steps(payment),
+        "trade_numbers": trade_numbers(attempts),
+        "order_numbers": [a.out_trade_no for a in attempts],
+        "next_action": _next_action(request, payment) if open_attempt else None,
+        "fallback": _fallback_offer(payment, attempts, cards, open_attempt),
+        "attempt_count": len(attempts),
+        "poll": _poll_context(poll) if not row.status.is_final else None,
+    }
+
+
+def _next_action(request: HttpRequest, payment: Payment) -> dict[str, Any] | None:
+    """The checkout page or QR content of the open order, kept from when it was made."""
+    action = next_action_for(request, payment)
+    if action is None:
+        return None
+    return {"qr": action.kind == "qr_code", "value": action.value}
+
+
+def _fallback_offer(
+    payment: Payment,
+    attempts: list[PaymentAttempt],
+    cards: list[Any],
+    open_attempt: PaymentAttempt | None,
+) -> list[Any] | None:
+    """The methods to try next, the one to tap first on top; None when none may be offered."""
+    if open_attempt is not None or payment.status not in FALLBACK_STATUSES:
+        return None
+    failed_channel = attempts[-1].channel if attempts else ""
+    choice = payment_choice_for(loan=payment.loan, amount=payment.amount, now=timezone.now())
+    return method_choices(choice, cards, avoid_channel=failed_channel)
+
+
+def _ask_channel(payment: Payment) -> bool:
+    """Ask the channel about the open attempt now (rate-limited); True if it was asked."""
+    if payment.status != PaymentStatus.PROCESSING:
+        return False
+    attempt = next((a for a in payment.attempts.all() if a.status in OPEN_ATTEMPT_STATUSES), None)
+    if attempt is None:
+        return False
+    try:
+        return attempt_query_now(attempt_id=attempt.pk, now=timezone.now())
+    except Exception:
+        # The page must answer even when the extra query cannot run; the janitor
+        # asks again on its own schedule.
+        logger.exception("immediate status query for payment %s failed", payment.public_id)
+        return False
+
+
+def _own_payment(request: HttpRequest, public_id: UUID) -> Payment:
+    payment = payment_for_borrower(borrower=user_of(request), public_id=public_id)
+    if payment is None:
+        raise Http404
+    return payment
+
+
+def _poll_number(request: HttpRequest) -> int:
+    try:
+        return max(int(request.GET.get("poll", "0")), 0)
+    except ValueError:
+        return 0
+
+
+def _poll_context(poll: int) -> dict[str, int] | None:
+    """The next status check, or None once the page has asked MAX_POLLS times."""
+    if poll >= MAX_POLLS:
+        return None
+    return {"number": poll, "delay": poll_delay(poll)}
+
+
+def _day_start(day: date | None, *, plus_days: int = 0) -> datetime | None:
+    if day is None:
+        return None
+    return timezone.make_aware(datetime.combine(day + timedelta(days=plus_days), time.min))
