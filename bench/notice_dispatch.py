@@ -11,17 +11,22 @@ N notices are written due at once and dispatched (claims, re-check, render,
 in-app + file SMS provider, delivery rows); the rate is printed beside the
 baseline. Last, a steady stream of notices is written while beat-like
 dispatch runs, and the state-change-to-delivered p50/p99 is printed.
+
+The file SMS provider's log is read back at the end: every notice must have
+gone out exactly once (the figures are worthless otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -69,6 +74,18 @@ def _baseline(app: object, redis_client: object, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def _drain(redis_client: object) -> None:
+    """Let the dispatcher runs still queued from the last phase finish first."""
+    while not _queue_empty(redis_client):
+        time.sleep(0.1)
+
+
+def _sends_per_notice(var_dir: Path) -> Counter[str]:
+    log = var_dir / "notifications" / "sms.log"
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    return Counter(json.loads(line)["ref"] for line in lines)
+
+
 def _make_notices(count: int, users: list[int], now: datetime) -> None:
     from notifications.models import Notice, NoticeKind
 
@@ -108,7 +125,8 @@ def main() -> None:
         "REDIS_URL"
     ):
         sys.exit("set DATABASE_URL (PostgreSQL) and REDIS_URL: this measures the production path")
-    os.environ["ANXIN_VAR_DIR"] = tempfile.mkdtemp(prefix="notice-bench-")
+    var_dir = Path(tempfile.mkdtemp(prefix="notice-bench-"))
+    os.environ["ANXIN_VAR_DIR"] = str(var_dir)
 
     import django
 
@@ -144,6 +162,7 @@ def main() -> None:
         dispatch_rate = options.notices / (time.perf_counter() - started)
 
         # Steady stream: notices written as state changes happen, dispatch every second.
+        _drain(redis_client)
         _clear()
         stream_started = time.perf_counter()
         next_dispatch = 0.0
@@ -165,11 +184,14 @@ def main() -> None:
             ).values_list("delivered_at", "state_changed_at")
             if delivered is not None
         )
+        _drain(redis_client)
     finally:
         for worker in workers:
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=30)
+    sends = _sends_per_notice(var_dir)
+    twice = sum(1 for count in sends.values() if count > 1)
 
     p50 = statistics.median(latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
@@ -184,6 +206,11 @@ def main() -> None:
         f"steady stream: {written} notices at {options.stream_rate}/s, dispatch every 1 s: "
         f"state change to delivered p50 {p50:.2f} s, p99 {p99:.2f} s "
         f"(target p99 < 10 s: {'PASS' if p99 < 10 else 'MISS'})"
+    )
+    print(
+        f"sent once each: {'yes' if not twice else 'NO'} "
+        f"({sum(sends.values()):,} messages for {options.notices + written:,} notices, "
+        f"{twice} sent more than once)"
     )
 
 

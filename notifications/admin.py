@@ -1,10 +1,19 @@
-"""Admin for notices: templates with a live preview; the outbox itself is read-only."""
+"""Admin for notices: templates with a live preview; the outbox itself is read-only.
+
+Edits here are audited. This app knows nothing of the audit log (it sits below
+the payment domain), so the domain registers how to record an admin change at
+start-up; until one is registered, saving refuses rather than go unrecorded.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
@@ -29,14 +38,72 @@ SAMPLE_PARAMS = {
     "status": "已解决",
 }
 
+# (request, obj, action, form) -> None; action is "created", "changed" or "deleted".
+ChangeRecorder = Callable[[HttpRequest, models.Model, str, "forms.BaseForm | None"], None]
+_change_recorder: list[ChangeRecorder] = []
+
+
+def register_change_recorder(recorder: ChangeRecorder) -> None:
+    """Called once by the domain at start-up with its audit writer."""
+    _change_recorder[:] = [recorder]
+
+
+def _record(request: HttpRequest, obj: models.Model, action: str, form: Any) -> None:
+    if not _change_recorder:
+        raise ImproperlyConfigured(
+            "no admin change recorder registered; refusing an unaudited edit"
+        )
+    _change_recorder[0](request, obj, action, form)
+
+
+class RecordedAdmin(admin.ModelAdmin):
+    """Saves and deletes go through the registered recorder, in the admin's transaction."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        _record(request, obj, "changed" if change else "created", form)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        _record(request, obj, "deleted", None)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for obj in queryset:
+            _record(request, obj, "deleted", None)
+        super().delete_queryset(request, queryset)
+
 
 class _Sample(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"  # an unknown placeholder stays visible in the preview
 
 
+def preview_text(text: str) -> str:
+    """The template filled with example values, the way the dispatcher fills it."""
+    return text.format_map(_Sample(SAMPLE_PARAMS))
+
+
+class NoticeTemplateForm(forms.ModelForm):
+    class Meta:
+        model = NoticeTemplate
+        fields = ("kind", "language", "channel", "text")
+
+    def clean_text(self) -> str:
+        text: str = self.cleaned_data["text"]
+        try:
+            preview_text(text)
+        except (ValueError, IndexError, KeyError, AttributeError) as exc:
+            # A broken template would fail every send of its kind; refuse it here.
+            raise forms.ValidationError(
+                _("The text cannot be filled in: %(error)s. Placeholders look like {amount}."),
+                params={"error": exc},
+            ) from exc
+        return text
+
+
 @admin.register(NoticeTemplate)
-class NoticeTemplateAdmin(admin.ModelAdmin):
+class NoticeTemplateAdmin(RecordedAdmin):
+    form = NoticeTemplateForm
     list_display = ("kind", "language", "channel", "updated_at")
     list_filter = ("kind", "language", "channel")
     readonly_fields = ("preview",)
@@ -47,8 +114,8 @@ class NoticeTemplateAdmin(admin.ModelAdmin):
         if not obj.text:
             return "—"
         try:
-            return obj.text.format_map(_Sample(SAMPLE_PARAMS))
-        except (ValueError, IndexError) as exc:
+            return preview_text(obj.text)
+        except (ValueError, IndexError, KeyError, AttributeError) as exc:
             return f"{_('template error')}: {exc}"
 
 
@@ -60,6 +127,9 @@ class DeliveryInline(admin.TabularInline):
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -79,7 +149,6 @@ class NoticeAdmin(admin.ModelAdmin):
     search_fields = ("dedupe_key",)
     date_hierarchy = "created_at"
     inlines = [DeliveryInline]
-    list_select_related = ("recipient",)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -92,6 +161,7 @@ class NoticeAdmin(admin.ModelAdmin):
 
 
 @admin.register(NotificationPreference)
-class NotificationPreferenceAdmin(admin.ModelAdmin):
+class NotificationPreferenceAdmin(RecordedAdmin):
     list_display = ("user", "language", "channel_order", "quiet_start_hour", "quiet_end_hour")
+    list_select_related = ("user",)
     raw_id_fields = ("user",)

@@ -7,7 +7,7 @@ earlier notice said otherwise. The dispatcher never imports the domain.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,9 @@ class SubjectType:
     confirmed_states: frozenset[str]
     # Template parameters describing the subject as it is now (for corrections).
     describe: Callable[[int], Mapping[str, Any]]
+    # Optional: many subjects' states in one query (the dispatcher checks a batch
+    # at a time); without it, ``read_state`` is asked once per subject.
+    read_states: Callable[[Collection[int]], Mapping[int, str | None]] | None = None
 
 
 _types: dict[str, SubjectType] = {}
@@ -31,3 +34,11 @@ def register_subject_type(subject: SubjectType) -> None:
 
 def subject_type(name: str) -> SubjectType | None:
     return _types.get(name)
+
+
+def current_states(subject: SubjectType, ids: Collection[int]) -> dict[int, str | None]:
+    """The current state of each subject in ``ids`` (None for one that no longer exists)."""
+    if subject.read_states is None:
+        return {pk: subject.read_state(pk) for pk in ids}
+    found = subject.read_states(ids)
+    return {pk: found.get(pk) for pk in ids}

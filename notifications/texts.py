@@ -75,4 +75,15 @@ DEFAULT_TEXTS: dict[tuple[str, str], str] = {
         "zh-hans",
     ): "【安心还款】您的还款问题（编号{case}）有新进展：{status}。",
     ("dispute_update", "en"): "[Anxin Repay] Your repayment case {case} was updated: {status}.",
+    # Sent straight through the SMS provider, never through the outbox or the in-app
+    # inbox: the code must not be stored in clear, and it goes out even in quiet hours.
+    (
+        "verification_code",
+        "zh-hans",
+    ): "【安心还款】您正在重置登录密码，验证码{code}，{minutes}分钟内有效。如非本人操作，请忽略本短信，切勿告诉他人。",
+    (
+        "verification_code",
+        "en",
+    ): "[Anxin Repay] Your password reset code is {code}, valid for {minutes} minutes. "
+    "If you did not ask for it, ignore this message and never share the code.",
 }

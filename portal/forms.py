@@ -43,6 +43,11 @@ STATUS_GROUPS: dict[str, tuple[str, ...]] = {
 class DateInput(forms.DateInput):
     input_type = "date"
 
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        # A date input's value must be ISO (2026-03-05) whatever the language: the
+        # zh-hans format (2026/03/05) makes browsers show an empty field.
+        super().__init__(attrs, format="%Y-%m-%d")
+
 
 class RecordFilterForm(forms.Form):
     """GET filters of the record page; every field optional, bad values explained."""

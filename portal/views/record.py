@@ -9,6 +9,8 @@ lost callback shows up while the borrower is looking.
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
@@ -16,8 +18,9 @@ from uuid import UUID
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from portal.forms import RecordFilterForm
@@ -31,13 +34,14 @@ from portal.presenters import (
 from portal.timeline import timeline_steps, trade_numbers
 from portal.views.payflow import next_action_for, user_of
 from repayments.domain.states import OPEN_ATTEMPT_STATUSES, PaymentStatus
-from repayments.models import Payment, PaymentAttempt
+from repayments.models import Payment, PaymentAttempt, User
 from repayments.selectors import (
     cards_for_borrower,
     loan_choices_for_borrower,
     payment_for_borrower,
     payments_for_record,
 )
+from repayments.selectors_borrower import payments_by_trade_number
 from repayments.services.janitor import attempt_query_now
 from repayments.services.methods import payment_choice_for
 
@@ -53,6 +57,9 @@ FALLBACK_STATUSES = frozenset({PaymentStatus.CREATED, PaymentStatus.FAILED})
 def record(request: HttpRequest) -> HttpResponse:
     """Every payment of the signed-in borrower, filtered by loan, status and dates."""
     borrower = user_of(request)
+    lookup = trade_number_lookup(request.GET.get("lookup"), borrower=borrower)
+    if lookup.payment_id is not None:
+        return redirect("payment-detail", public_id=lookup.payment_id)
     loans = loan_choices_for_borrower(borrower=borrower)
     form = RecordFilterForm(request.GET or None, loans=loans)
     filters: dict[str, Any] = {}
@@ -79,6 +86,7 @@ def record(request: HttpRequest) -> HttpResponse:
         "filtered": any(filters.get(name) for name in form.fields),
         "poll": _poll_context(0),
         "many_loans": len(loans) > 1,
+        "lookup": lookup,
     }
     return render(request, "portal/record.html", context)
 
@@ -165,6 +173,42 @@ def _ask_channel(payment: Payment) -> bool:
         # asks again on its own schedule.
         logger.exception("immediate status query for payment %s failed", payment.public_id)
         return False
+
+
+# --- Looking a payment up by the number the borrower has ------------------------------
+
+TRADE_NUMBER = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+
+
+@dataclass(frozen=True)
+class TradeNumberLookup:
+    number: str = ""
+    error: str = ""
+    payment_id: UUID | None = None  # found: the borrower is sent to it
+    missing: bool = False  # not among the borrower's payments: offer a dispute
+
+
+def trade_number_lookup(raw: str | None, *, borrower: User) -> TradeNumberLookup:
+    """Find the borrower's payment by 支付宝交易号 / 微信支付单号 / our order number.
+
+    Only the borrower's own attempts are searched: a number that belongs to someone
+    else reads exactly like one we do not know.
+    """
+    if raw is None:
+        return TradeNumberLookup()
+    number = raw.strip().replace(" ", "")
+    if not TRADE_NUMBER.match(number):
+        return TradeNumberLookup(
+            number=raw.strip()[:64],
+            error=_(
+                "Enter the transaction number as shown in Alipay or WeChat Pay: "
+                "6 to 64 letters and digits."
+            ),
+        )
+    found = payments_by_trade_number(borrower=borrower, trade_no=number)
+    if not found:
+        return TradeNumberLookup(number=number, missing=True)
+    return TradeNumberLookup(number=number, payment_id=found[0])
 
 
 def _own_payment(request: HttpRequest, public_id: UUID) -> Payment:

@@ -4,8 +4,16 @@ from repayments.models.audit import AuditChainHead, AuditEntry
 from repayments.models.autodebit import DebitStatus, ScheduledDebit
 from repayments.models.callbacks import CallbackStatus, InboundCallbackRecord
 from repayments.models.channels import ChannelSetting
-from repayments.models.disputes import Dispute, DisputeCategory, DisputeStatus
+from repayments.models.disputes import (
+    OPEN_DISPUTE_STATUSES,
+    Dispute,
+    DisputeCategory,
+    DisputeMessage,
+    DisputeResolution,
+    DisputeStatus,
+)
 from repayments.models.loans import BoundCard, Installment, Loan, LoanStatus
+from repayments.models.password_reset import PasswordResetCode
 from repayments.models.payments import (
     Allocation,
     Channel,
@@ -29,10 +37,18 @@ from repayments.models.reconciliation import (
     ReconciliationRun,
 )
 from repayments.models.settlement import SettlementQuote, SettlementQuoteLine
+from repayments.models.support import (
+    LIVE_REFUND_REQUEST_STATUSES,
+    RefundRequest,
+    RefundRequestStatus,
+    SupportNote,
+)
 from repayments.models.users import Role, User
 
 __all__ = [
     "CREDIT_FUNDED_METHOD_TYPES",
+    "LIVE_REFUND_REQUEST_STATUSES",
+    "OPEN_DISPUTE_STATUSES",
     "Allocation",
     "AmortizationMethod",
     "AuditChainHead",
@@ -47,6 +63,8 @@ __all__ = [
     "DiscrepancyStatus",
     "Dispute",
     "DisputeCategory",
+    "DisputeMessage",
+    "DisputeResolution",
     "DisputeStatus",
     "EventKind",
     "InboundCallbackRecord",
@@ -55,15 +73,19 @@ __all__ = [
     "Loan",
     "LoanProduct",
     "LoanStatus",
+    "PasswordResetCode",
     "Payment",
     "PaymentAttempt",
     "PaymentEvent",
     "PaymentMethodType",
     "PaymentPurpose",
     "ReconciliationRun",
+    "RefundRequest",
+    "RefundRequestStatus",
     "Role",
     "ScheduledDebit",
     "SettlementQuote",
     "SettlementQuoteLine",
+    "SupportNote",
     "User",
 ]

@@ -28,11 +28,11 @@ from repayments.models import (
     Loan,
     LoanStatus,
     Payment,
+    PaymentEvent,
     PaymentPurpose,
 )
-from repayments.services.audit import audit_append
+from repayments.services.audit import audit_append, audit_batch
 from repayments.services.errors import AlreadyAllocated, PaymentNotSucceeded
-from repayments.services.timeline import timeline_record
 
 _PAID_FIELD = {
     Component.PENALTY: "penalty_paid",
@@ -48,34 +48,64 @@ _DUE_FIELD = {
 }
 
 
+# The payment fields a booking sets; :func:`payment_book` leaves saving them to its caller.
+BOOKING_FIELDS = ("allocated_at", "credit_applied", "credit_added")
+
+
 def payment_allocate(*, payment_id: int, now: datetime) -> list[Allocation]:
     """Book a succeeded payment to its loan's installments; leftover becomes credit.
 
     :raises PaymentNotSucceeded: unless the payment succeeded.
     :raises AlreadyAllocated: on a second call for the same payment.
     """
-    with transaction.atomic():
+    with transaction.atomic(), audit_batch():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
-        if payment.status != PaymentStatus.SUCCEEDED:
-            raise PaymentNotSucceeded()
-        if payment.allocated_at is not None:
-            raise AlreadyAllocated()
-        loan = Loan.objects.select_for_update().select_related("product").get(pk=payment.loan_id)
-        value_date = timezone.localdate(payment.value_at or now)
-        installments = list(
-            Installment.objects.select_for_update().filter(loan=loan).order_by("number")
-        )
-        before = {i.pk: _booked_state(i) for i in installments}
-        accrue_penalties(loan, installments, as_of=value_date)
-        plan, credit_used = _plan(payment, loan, installments, value_date)
-        rows = _book(payment, loan, installments, plan, value_date, now)
-        _save_changed(installments, before)
-        _update_loan(loan, installments, plan, credit_used, value_date)
-        payment.allocated_at = now
-        payment.credit_applied = credit_used
-        payment.credit_added = plan.leftover
-        payment.save(update_fields=["allocated_at", "credit_applied", "credit_added"])
-        _record(payment, loan, plan, value_date, now)
+        events: list[PaymentEvent] = []
+        rows = payment_book(payment=payment, now=now, events=events)
+        payment.save(update_fields=list(BOOKING_FIELDS))
+        PaymentEvent.objects.bulk_create(events)
+    return rows
+
+
+def payment_book(
+    *, payment: Payment, now: datetime, events: list[PaymentEvent]
+) -> list[Allocation]:
+    """Book a succeeded payment whose row the caller holds locked, in its transaction.
+
+    The hot path (a success being recorded) writes the payment row once for the
+    state change and the booking together, and the timeline in one INSERT: so the
+    payment's :data:`BOOKING_FIELDS` are set here but saved by the caller, and the
+    allocation event is appended to ``events`` for the caller to write.
+
+    :raises PaymentNotSucceeded: unless the payment succeeded.
+    :raises AlreadyAllocated: on a second call for the same payment.
+    """
+    if payment.status != PaymentStatus.SUCCEEDED:
+        raise PaymentNotSucceeded()
+    if payment.allocated_at is not None:
+        raise AlreadyAllocated()
+    # The loan row only: its product is read, and locking that too would make
+    # every booking on one product wait for the others.
+    loan = (
+        Loan.objects.select_for_update(of=("self",))
+        .select_related("product")
+        .get(pk=payment.loan_id)
+    )
+    payment.loan = loan  # the notice that follows reads it
+    value_date = timezone.localdate(payment.value_at or now)
+    installments = list(
+        Installment.objects.select_for_update().filter(loan=loan).order_by("number")
+    )
+    before = {i.pk: _booked_state(i) for i in installments}
+    accrue_penalties(loan, installments, as_of=value_date)
+    plan, credit_used = _plan(payment, loan, installments, value_date)
+    rows = _book(payment, loan, installments, plan, value_date, now)
+    _save_changed(installments, before)
+    _update_loan(loan, installments, plan, credit_used, value_date)
+    payment.allocated_at = now
+    payment.credit_applied = credit_used
+    payment.credit_added = plan.leftover
+    events.append(_record(payment, loan, plan, value_date, now))
     return rows
 
 
@@ -232,7 +262,8 @@ def _update_loan(
 
 def _record(
     payment: Payment, loan: Loan, plan: AllocationPlan, value_date: date, now: datetime
-) -> None:
+) -> PaymentEvent:
+    """Audit the booking and return its timeline event (unsaved)."""
     lines = [
         {
             "installment": line.installment_id,
@@ -241,14 +272,6 @@ def _record(
         }
         for line in plan.lines
     ]
-    summary = f"allocated {plan.allocated} (value date {value_date}), credit {plan.leftover}"
-    timeline_record(
-        payment=payment,
-        kind=EventKind.ALLOCATION,
-        summary=summary,
-        now=now,
-        data={"lines": lines, "credit_added": str(plan.leftover)},
-    )
     audit_append(
         action="payment.allocated",
         object_type="payment",
@@ -260,4 +283,11 @@ def _record(
             "credit": str(plan.leftover),
             "loan_status": loan.status,
         },
+    )
+    return PaymentEvent(
+        payment=payment,
+        kind=EventKind.ALLOCATION,
+        summary=f"allocated {plan.allocated} (value date {value_date}), credit {plan.leftover}",
+        data={"lines": lines, "credit_added": str(plan.leftover)},
+        occurred_at=now,
     )

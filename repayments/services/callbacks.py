@@ -34,14 +34,16 @@ from repayments.models import (
     CallbackStatus,
     EventKind,
     InboundCallbackRecord,
+    Payment,
     PaymentAttempt,
     User,
 )
-from repayments.services.audit import audit_append
+from repayments.services.audit import audit_append, audit_batch
+from repayments.services.payments import attempt_lock
 from repayments.services.routing import (
     AmountMismatch,
     ChannelFactory,
-    channel_result_apply,
+    channel_result_apply_locked,
     default_channel,
 )
 
@@ -130,7 +132,9 @@ def callback_process(
     InboundCallbackRecord.objects.filter(pk=record_id, status=CallbackStatus.RECEIVED).update(
         tries=F("tries") + 1
     )
-    with transaction.atomic():
+    # One transaction, no savepoints: the rows are locked once and passed down, and
+    # the audit entries are chained at its end (the chain head is locked briefly).
+    with transaction.atomic(), audit_batch():
         record = InboundCallbackRecord.objects.select_for_update().get(pk=record_id)
         if record.status != CallbackStatus.RECEIVED:
             return record.status
@@ -142,15 +146,18 @@ def callback_process(
             return parsed
         record.out_trade_no = parsed.out_trade_no[:64]
         record.reported_status = parsed.status
-        attempt = PaymentAttempt.objects.filter(
-            channel=record.channel, out_trade_no=parsed.out_trade_no
-        ).first()
-        if attempt is None:
+        found = (
+            PaymentAttempt.objects.filter(channel=record.channel, out_trade_no=parsed.out_trade_no)
+            .values_list("pk", "payment_id")
+            .first()
+        )
+        if found is None:
             _finish(record, CallbackStatus.UNMATCHED, now=now, error="no attempt with this number")
             logger.warning("callback %s names unknown order %s", record.pk, parsed.out_trade_no)
             return CallbackStatus.UNMATCHED
+        payment, attempt = attempt_lock(attempt_id=found[0], payment_id=found[1])
         if not _contradicts(attempt.status, parsed.status):
-            return _apply(record, attempt, parsed, EventKind.CALLBACK, now=now, channels=channels)
+            return _apply(record, payment, attempt, parsed, EventKind.CALLBACK, now=now)
     # The channel says the opposite of a final state we hold: ask it, outside any
     # transaction, and trust the answer rather than either message.
     try:
@@ -161,17 +168,18 @@ def callback_process(
         metrics.channel_queries.labels(attempt.channel, "error").inc()
         raise
     metrics.channel_queries.labels(attempt.channel, "ok").inc()
-    with transaction.atomic():
+    with transaction.atomic(), audit_batch():
         record = InboundCallbackRecord.objects.select_for_update().get(pk=record_id)
         if record.status != CallbackStatus.RECEIVED:
             return record.status
+        payment, attempt = attempt_lock(attempt_id=attempt.pk, payment_id=attempt.payment_id)
         return _apply(
             record,
+            payment,
             attempt,
             queried,
             EventKind.POLL,
             now=now,
-            channels=channels,
             note=f"callback said {parsed.status}; query says {queried.status}",
         )
 
@@ -251,24 +259,30 @@ def _contradicts(held: str, reported: AttemptStatus) -> bool:
 
 def _apply(
     record: InboundCallbackRecord,
+    payment: Payment,
     attempt: PaymentAttempt,
     result: TradeResult,
     source: EventKind,
     *,
     now: datetime,
-    channels: ChannelFactory,
     note: str = "",
 ) -> str:
+    """Apply ``result`` to the locked rows (the caller's transaction) and finish the row."""
     evidence = {"callback_id": record.pk, **({"note": note} if note else {})}
     if STATUS_RANK[result.status] < STATUS_RANK[AttemptStatus(attempt.status)]:
         # Stale (an earlier message arriving late): recorded on the row, not the timeline.
         _finish(record, CallbackStatus.PROCESSED, now=now, attempt=attempt, error="stale")
         return CallbackStatus.PROCESSED
     try:
-        with transaction.atomic():
-            channel_result_apply(
-                attempt_id=attempt.pk, result=result, source=source, now=now, evidence=evidence
-            )
+        # Both errors come before any write, so no savepoint is needed to go on.
+        channel_result_apply_locked(
+            payment=payment,
+            attempt=attempt,
+            result=result,
+            source=source,
+            now=now,
+            evidence=evidence,
+        )
     except (AmountMismatch, IllegalTransition) as exc:
         logger.error("callback %s held for review: %s", record.pk, exc)
         _finish(record, CallbackStatus.HELD, now=now, attempt=attempt, error=str(exc))

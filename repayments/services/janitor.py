@@ -108,6 +108,7 @@ def _ask(attempt: PaymentAttempt, *, now: datetime, channels: ChannelFactory) ->
         source=EventKind.POLL,
         now=now,
         evidence={"query": attempt.query_count + 1},
+        payment_id=attempt.payment_id,
     )
 
 

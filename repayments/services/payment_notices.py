@@ -3,7 +3,7 @@ notification dispatcher reads a payment back at send time."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from notifications.subjects import SubjectType, register_subject_type
 from repayments.domain.money import format_yuan
 from repayments.domain.states import PaymentStatus
 from repayments.models import Channel, Initiator, Payment, PaymentAttempt
+from repayments.services.disputes import disputes_auto_resolve
 
 SUBJECT = "payment"
 CHANNEL_WORDS = {
@@ -40,6 +41,7 @@ def payment_notices_register() -> None:
         SubjectType(
             name=SUBJECT,
             read_state=_read_state,
+            read_states=_read_states,
             confirmed_states=frozenset({PaymentStatus.SUCCEEDED.value}),
             describe=lambda payment_id: payment_notice_params(Payment.objects.get(pk=payment_id)),
         )
@@ -75,6 +77,8 @@ def payment_notices_on_change(
             **common,
         )
     if target == PaymentStatus.SUCCEEDED:
+        # "Paid but it does not show" cases about it close with the confirmation.
+        disputes_auto_resolve(payment=payment, now=now)
         params = payment_notice_params(payment, attempt)
         wrong = [
             notice
@@ -121,3 +125,8 @@ def _reason(payment: Payment, attempt: PaymentAttempt | None) -> str:
 
 def _read_state(payment_id: int) -> str | None:
     return Payment.objects.filter(pk=payment_id).values_list("status", flat=True).first()
+
+
+def _read_states(payment_ids: Collection[int]) -> Mapping[int, str]:
+    """Many payments' states in one query: the dispatcher checks a batch at a time."""
+    return dict(Payment.objects.filter(pk__in=payment_ids).order_by().values_list("pk", "status"))

@@ -35,13 +35,14 @@ from repayments.models import (
     LoanStatus,
     Payment,
     PaymentAttempt,
+    PaymentEvent,
     PaymentMethodType,
     PaymentPurpose,
     SettlementQuote,
     User,
 )
-from repayments.services.allocation import payment_allocate
-from repayments.services.audit import audit_append
+from repayments.services.allocation import BOOKING_FIELDS, payment_book
+from repayments.services.audit import audit_append, audit_batch
 from repayments.services.errors import (
     AttemptAlreadyOpen,
     IdempotencyKeyReused,
@@ -95,7 +96,7 @@ def payment_create(
     if quote and (quote.loan_id != loan.pk or quote.valid_until < now or quote.total != value):
         raise QuoteNotUsable()
     try:
-        with transaction.atomic():
+        with transaction.atomic(), audit_batch():
             payment = Payment.objects.create(
                 loan=loan,
                 borrower_id=loan.borrower_id,
@@ -153,20 +154,23 @@ def attempt_open(
     :raises MethodNotAllowed: when the loan product does not accept the method.
     :raises AttemptAlreadyOpen: while another attempt on the loan is unresolved.
     """
-    with transaction.atomic():
+    with transaction.atomic(), audit_batch():
+        # Lock the payment only: the loan and product are read, and locking them
+        # too would make every payment on one product wait for the others.
         payment = (
-            Payment.objects.select_for_update().select_related("loan__product").get(pk=payment_id)
+            Payment.objects.select_for_update(of=("self",))
+            .select_related("loan__product")
+            .get(pk=payment_id)
         )
         if payment.status not in PAYABLE_STATUSES:
             raise PaymentNotPayable()
         if method_type not in payment.loan.product.allowed_method_types:
             raise MethodNotAllowed()
-        if PaymentAttempt.objects.filter(
-            loan_id=payment.loan_id, status__in=OPEN_ATTEMPT_STATUSES
-        ).exists():
-            raise AttemptAlreadyOpen()
         try:
-            with transaction.atomic():
+            # No existence check first: the partial unique index (one open attempt
+            # per loan) decides, also between racing transactions. No savepoint
+            # either: a violation aborts this whole block, which raises anyway.
+            with transaction.atomic(savepoint=False):
                 attempt = PaymentAttempt.objects.create(
                     payment=payment,
                     loan_id=payment.loan_id,
@@ -180,16 +184,22 @@ def attempt_open(
                 )
         except IntegrityError as exc:
             raise AttemptAlreadyOpen() from exc
+        events: list[PaymentEvent] = []
         if payment.status != PaymentStatus.PROCESSING:
-            _move_payment(payment, PaymentStatus.PROCESSING, now=now, attempt=attempt)
-        timeline_record(
-            payment=payment,
-            attempt=attempt,
-            kind=EventKind.REQUEST,
-            summary=f"order {attempt.out_trade_no} opened with {channel} ({method_type})",
-            now=now,
-            to_status=AttemptStatus.SUBMITTING,
+            _move_payment(
+                payment, PaymentStatus.PROCESSING, now=now, attempt=attempt, events=events
+            )
+        events.append(
+            _event(
+                payment=payment,
+                attempt=attempt,
+                kind=EventKind.REQUEST,
+                summary=f"order {attempt.out_trade_no} opened with {channel} ({method_type})",
+                now=now,
+                to_status=AttemptStatus.SUBMITTING,
+            )
         )
+        PaymentEvent.objects.bulk_create(events)
     return attempt
 
 
@@ -207,39 +217,94 @@ class Outcome:
     evidence: Mapping[str, Any] = field(default_factory=dict)
 
 
-def attempt_record_outcome(*, attempt_id: int, outcome: Outcome, now: datetime) -> PaymentAttempt:
+def attempt_record_outcome(
+    *, attempt_id: int, outcome: Outcome, now: datetime, payment_id: int | None = None
+) -> PaymentAttempt:
     """Apply a channel result to an attempt and its payment, exactly once.
 
     Duplicates are recorded and change nothing; a failure after success is
     recorded and ignored (rule 2); a success after failure or closing makes
-    the payment succeeded and books it.
+    the payment succeeded and books it. ``payment_id``, when the caller knows
+    it, saves a read.
 
     :raises IllegalTransition: for a result the state machine cannot accept.
     """
-    with transaction.atomic():
-        # Lock order everywhere: payment, then attempt.
+    with transaction.atomic(), audit_batch():
+        payment, attempt = attempt_lock(attempt_id=attempt_id, payment_id=payment_id)
+        return attempt_apply_locked(payment=payment, attempt=attempt, outcome=outcome, now=now)
+
+
+def attempt_lock(
+    *, attempt_id: int, payment_id: int | None = None
+) -> tuple[Payment, PaymentAttempt]:
+    """Lock an attempt and its payment for the caller's transaction.
+
+    Lock order everywhere: payment, then attempt. Pass ``payment_id`` when it is
+    known (an attempt never changes payment) to save a read.
+    """
+    if payment_id is None:
         payment_id = PaymentAttempt.objects.values_list("payment_id", flat=True).get(pk=attempt_id)
-        payment = Payment.objects.select_for_update().get(pk=payment_id)
-        attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
-        if _is_ignorable(attempt, outcome):
-            _record_ignored(payment, attempt, outcome, now)
-            return attempt
+    payment = Payment.objects.select_for_update().get(pk=payment_id)
+    attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
+    attempt.payment = payment  # later reads of attempt.payment need no query
+    return payment, attempt
+
+
+def attempt_apply_locked(
+    *, payment: Payment, attempt: PaymentAttempt, outcome: Outcome, now: datetime
+) -> PaymentAttempt:
+    """Apply ``outcome`` to rows the caller locked with :func:`attempt_lock`.
+
+    Runs in the caller's transaction without a savepoint of its own: every check
+    comes before the first write, so a caller may catch the error and go on.
+
+    :raises IllegalTransition: before anything is written.
+    """
+    events: list[PaymentEvent] = []
+    if _is_ignorable(attempt, outcome):
+        events.append(_ignored_event(payment, attempt, outcome, now))
+    else:
+        attempt_outcome_check(payment=payment, attempt=attempt, outcome=outcome)
         previous = attempt.status
-        check_attempt_transition(previous, outcome.status)
         _apply_outcome(attempt, outcome, now)
-        timeline_record(
-            payment=payment,
-            attempt=attempt,
-            kind=outcome.source,
-            summary=f"{attempt.channel} says {outcome.status}"
-            + (f" ({outcome.failure_code})" if outcome.failure_code else ""),
-            now=now,
-            from_status=previous,
-            to_status=outcome.status,
-            data={"channel_trade_no": outcome.channel_trade_no, **outcome.evidence},
+        events.append(
+            _event(
+                payment=payment,
+                attempt=attempt,
+                kind=outcome.source,
+                summary=f"{attempt.channel} says {outcome.status}"
+                + (f" ({outcome.failure_code})" if outcome.failure_code else ""),
+                now=now,
+                from_status=previous,
+                to_status=outcome.status,
+                data={"channel_trade_no": outcome.channel_trade_no, **outcome.evidence},
+            )
         )
-        _follow_attempt(payment, attempt, previous=previous, now=now)
+        _follow_attempt(payment, attempt, now=now, events=events)
+    PaymentEvent.objects.bulk_create(events)
     return attempt
+
+
+def attempt_outcome_check(*, payment: Payment, attempt: PaymentAttempt, outcome: Outcome) -> None:
+    """Check that the state machine accepts ``outcome`` for the attempt and its payment.
+
+    :raises IllegalTransition: when it does not.
+    """
+    if _is_ignorable(attempt, outcome):
+        return
+    check_attempt_transition(attempt.status, outcome.status)
+    target = _payment_target(payment, outcome.status)
+    if target is not None:
+        check_payment_transition(payment.status, target)
+
+
+def _payment_target(payment: Payment, reported: str) -> PaymentStatus | None:
+    """Where the payment moves when its attempt reaches ``reported`` (None: it stays)."""
+    if reported == AttemptStatus.SUCCEEDED:
+        return None if payment.status == PaymentStatus.SUCCEEDED else PaymentStatus.SUCCEEDED
+    if reported in NOT_PAID_OUTCOMES and payment.status == PaymentStatus.PROCESSING:
+        return PaymentStatus.FAILED
+    return None
 
 
 def _is_ignorable(attempt: PaymentAttempt, outcome: Outcome) -> bool:
@@ -249,10 +314,10 @@ def _is_ignorable(attempt: PaymentAttempt, outcome: Outcome) -> bool:
     return attempt.status == AttemptStatus.SUCCEEDED or final_unpaid
 
 
-def _record_ignored(
+def _ignored_event(
     payment: Payment, attempt: PaymentAttempt, outcome: Outcome, now: datetime
-) -> None:
-    timeline_record(
+) -> PaymentEvent:
+    return _event(
         payment=payment,
         attempt=attempt,
         kind=EventKind.IGNORED,
@@ -261,6 +326,31 @@ def _record_ignored(
         from_status=attempt.status,
         to_status=attempt.status,
         data={"reported": outcome.status, "source": outcome.source, **outcome.evidence},
+    )
+
+
+def _event(
+    *,
+    payment: Payment,
+    kind: EventKind,
+    summary: str,
+    now: datetime,
+    attempt: PaymentAttempt | None = None,
+    from_status: str = "",
+    to_status: str = "",
+    data: dict[str, Any] | None = None,
+) -> PaymentEvent:
+    """A timeline event, unsaved: a state change writes its events in one INSERT
+    (as :func:`~repayments.services.timeline.timeline_record` would, one by one)."""
+    return PaymentEvent(
+        payment=payment,
+        attempt=attempt,
+        kind=kind,
+        summary=summary[:200],
+        from_status=from_status,
+        to_status=to_status,
+        data=data or {},
+        occurred_at=now,
     )
 
 
@@ -287,33 +377,42 @@ def _apply_outcome(attempt: PaymentAttempt, outcome: Outcome, now: datetime) -> 
     )
 
 
+_PAYMENT_STATE_FIELDS = ["status", "updated_at", "value_at", "succeeded_at", "failure_reason"]
+
+
 def _follow_attempt(
-    payment: Payment, attempt: PaymentAttempt, *, previous: str, now: datetime
+    payment: Payment, attempt: PaymentAttempt, *, now: datetime, events: list[PaymentEvent]
 ) -> None:
     """Move the payment as its attempt moved."""
     if attempt.status == AttemptStatus.SUCCEEDED:
         if payment.status == PaymentStatus.SUCCEEDED:
             # A second attempt also took money: keep one, the other must be refunded.
-            timeline_record(
-                payment=payment,
-                attempt=attempt,
-                kind=EventKind.NOTE,
-                summary=f"duplicate success on {attempt.out_trade_no}: refund required",
-                now=now,
-                data={"refund_required": attempt.out_trade_no},
+            events.append(
+                _event(
+                    payment=payment,
+                    attempt=attempt,
+                    kind=EventKind.NOTE,
+                    summary=f"duplicate success on {attempt.out_trade_no}: refund required",
+                    now=now,
+                    data={"refund_required": attempt.out_trade_no},
+                )
             )
             return
         late = payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELLED)
         payment.value_at = attempt.accepted_at
         payment.succeeded_at = now
         payment.failure_reason = ""
-        _move_payment(payment, PaymentStatus.SUCCEEDED, now=now, attempt=attempt, late=late)
-        payment_allocate(payment_id=payment.pk, now=now)
+        _move_payment(
+            payment, PaymentStatus.SUCCEEDED, now=now, attempt=attempt, late=late, events=events
+        )
+        # Booked in the same transaction; the payment row is written once for both.
+        payment_book(payment=payment, now=now, events=events)
+        payment.save(update_fields=_PAYMENT_STATE_FIELDS + list(BOOKING_FIELDS))
         # After booking, so the notice can say which installments were paid.
         payment_notices_on_change(payment, PaymentStatus.SUCCEEDED, attempt=attempt, now=now)
     elif attempt.status in NOT_PAID_OUTCOMES and payment.status == PaymentStatus.PROCESSING:
         payment.failure_reason = attempt.failure_message or attempt.failure_code or attempt.status
-        _move_payment(payment, PaymentStatus.FAILED, now=now, attempt=attempt)
+        _move_payment(payment, PaymentStatus.FAILED, now=now, attempt=attempt, events=events)
 
 
 def _move_payment(
@@ -321,27 +420,31 @@ def _move_payment(
     target: PaymentStatus,
     *,
     now: datetime,
+    events: list[PaymentEvent],
     attempt: PaymentAttempt | None = None,
     late: bool = False,
 ) -> None:
+    """Move the payment to ``target``: its timeline event goes to ``events``; a
+    success is saved by the caller together with its booking."""
     previous = payment.status
     check_payment_transition(previous, target)
     payment.status = target
     payment.updated_at = now
-    payment.save(
-        update_fields=["status", "updated_at", "value_at", "succeeded_at", "failure_reason"]
-    )
+    if target != PaymentStatus.SUCCEEDED:
+        payment.save(update_fields=_PAYMENT_STATE_FIELDS)
     data = {"late_success": True} if late else {}
     summary = f"payment {previous} -> {target}" + (" (late success: money arrived)" if late else "")
-    timeline_record(
-        payment=payment,
-        attempt=attempt,
-        kind=EventKind.STATE_CHANGE,
-        summary=summary,
-        now=now,
-        from_status=previous,
-        to_status=target,
-        data=data,
+    events.append(
+        _event(
+            payment=payment,
+            attempt=attempt,
+            kind=EventKind.STATE_CHANGE,
+            summary=summary,
+            now=now,
+            from_status=previous,
+            to_status=target,
+            data=data,
+        )
     )
     audit_append(
         action=f"payment.{target}",
@@ -360,9 +463,11 @@ def payment_cancel(*, payment_id: int, now: datetime, actor: User | None = None)
     :raises AttemptAlreadyOpen: while an attempt could still take money.
     :raises IllegalTransition: when the payment is already final.
     """
-    with transaction.atomic():
+    with transaction.atomic(), audit_batch():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
         if payment.attempts.filter(status__in=OPEN_ATTEMPT_STATUSES).exists():
             raise AttemptAlreadyOpen()
-        _move_payment(payment, PaymentStatus.CANCELLED, now=now)
+        events: list[PaymentEvent] = []
+        _move_payment(payment, PaymentStatus.CANCELLED, now=now, events=events)
+        PaymentEvent.objects.bulk_create(events)
     return payment

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
 from repayments.channels.base import (
     ChannelDeclined,
@@ -35,8 +36,15 @@ from repayments.models import (
     PaymentEvent,
     PaymentMethodType,
 )
+from repayments.services.audit import audit_batch
 from repayments.services.methods import METHOD_CHANNEL, UNREACHABLE_FAILURE_CODE
-from repayments.services.payments import Outcome, attempt_open, attempt_record_outcome
+from repayments.services.payments import (
+    Outcome,
+    attempt_apply_locked,
+    attempt_lock,
+    attempt_open,
+    attempt_record_outcome,
+)
 from repayments.services.timeline import timeline_record
 
 ChannelFactory = Callable[[str], PaymentChannel]
@@ -124,7 +132,9 @@ def payment_start(
         outcome = _failed(UNREACHABLE_FAILURE_CODE, exc.code)
     except ChannelOutcomeUnknown as exc:
         outcome = Outcome(AttemptStatus.UNKNOWN, EventKind.REQUEST, failure_code=exc.code)
-    attempt = attempt_record_outcome(attempt_id=attempt.pk, outcome=outcome, now=now)
+    attempt = attempt_record_outcome(
+        attempt_id=attempt.pk, outcome=outcome, now=now, payment_id=attempt.payment_id
+    )
     return Started(attempt, next_action)
 
 
@@ -141,7 +151,9 @@ def attempt_query(
     if result.status == attempt.status:
         return attempt  # nothing new; keep the timeline free of repeated polls
     outcome = outcome_from(result, EventKind.POLL, attempt)
-    return attempt_record_outcome(attempt_id=attempt_id, outcome=outcome, now=now)
+    with transaction.atomic(), audit_batch():
+        payment, attempt = attempt_lock(attempt_id=attempt_id, payment_id=attempt.payment_id)
+        return attempt_apply_locked(payment=payment, attempt=attempt, outcome=outcome, now=now)
 
 
 def channel_result_apply(
@@ -151,17 +163,47 @@ def channel_result_apply(
     source: EventKind,
     now: datetime,
     evidence: Mapping[str, Any] | None = None,
+    payment_id: int | None = None,
 ) -> PaymentAttempt:
     """Apply what a channel reported (callback, query or statement line) to an attempt.
 
     The one path by which any channel report changes our books: the amount is
     checked against the order, then the state machine decides (rule 2).
+    ``payment_id``, when the caller knows it, saves a read.
 
     :raises AmountMismatch: when the channel reports another amount.
+    :raises IllegalTransition: for a result the state machine cannot accept.
     """
-    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    with transaction.atomic(), audit_batch():
+        payment, attempt = attempt_lock(attempt_id=attempt_id, payment_id=payment_id)
+        return channel_result_apply_locked(
+            payment=payment,
+            attempt=attempt,
+            result=result,
+            source=source,
+            now=now,
+            evidence=evidence,
+        )
+
+
+def channel_result_apply_locked(
+    *,
+    payment: Payment,
+    attempt: PaymentAttempt,
+    result: TradeResult,
+    source: EventKind,
+    now: datetime,
+    evidence: Mapping[str, Any] | None = None,
+) -> PaymentAttempt:
+    """:func:`channel_result_apply` for rows the caller locked with ``attempt_lock``,
+    in its transaction. Both errors are raised before anything is written, so the
+    caller may catch them and go on without a savepoint.
+
+    :raises AmountMismatch: when the channel reports another amount.
+    :raises IllegalTransition: for a result the state machine cannot accept.
+    """
     outcome = outcome_from(result, source, attempt, evidence)
-    return attempt_record_outcome(attempt_id=attempt_id, outcome=outcome, now=now)
+    return attempt_apply_locked(payment=payment, attempt=attempt, outcome=outcome, now=now)
 
 
 def payment_fallback(
@@ -276,7 +318,9 @@ def duplicates_refund(*, now: datetime, channels: ChannelFactory = default_chann
 
 
 def _record(attempt: PaymentAttempt, outcome: Outcome, now: datetime) -> PaymentAttempt:
-    return attempt_record_outcome(attempt_id=attempt.pk, outcome=outcome, now=now)
+    return attempt_record_outcome(
+        attempt_id=attempt.pk, outcome=outcome, now=now, payment_id=attempt.payment_id
+    )
 
 
 def _closed() -> Outcome:

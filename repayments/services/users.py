@@ -24,6 +24,9 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
         "view_paymentevent",
         "view_allocation",
         "view_settlementquote",
+        # The support console (/support/): read, query, resend, resolve, request refunds.
+        "use_support_console",
+        "act_in_support_console",
     ],
     Role.SUPPORT_SUPERVISOR: [
         "view_user",
@@ -36,6 +39,16 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
         "view_settlementquote",
         "view_auditentry",
         "view_loanproduct",
+        # Evidence a supervisor checks before approving a refund or a correction.
+        "view_inboundcallbackrecord",
+        "view_reconciliationrun",
+        "view_discrepancy",
+        "view_channelsetting",
+        # The support console, plus the checker's side: approve refunds, correct reviews.
+        "use_support_console",
+        "act_in_support_console",
+        "approve_refundrequest",
+        "correct_attempt_review",
     ],
     Role.ADMIN: [],  # admins are superusers
 }

@@ -111,3 +111,27 @@ def shoot_sizes(shoot: Any) -> Any:
 
 
 DESKTOP_VIEWPORT = {"width": 1280, "height": 800}
+
+
+JOURNEY_SCREENSHOT_DIR = SCREENSHOT_DIR / "journeys"
+
+
+@pytest.fixture
+def journey_shots() -> Any:
+    """Save a full-page screenshot at phone and desktop width to
+    var/screenshots/journeys/<name>-phone.png and <name>-desktop.png."""
+    JOURNEY_SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+
+    def take(tab: Any, name: str) -> list[Path]:
+        paths = []
+        for label, size in (("phone", PHONE_VIEWPORT), ("desktop", DESKTOP_VIEWPORT)):
+            tab.set_viewport_size(size)
+            # From the top: a sticky header is drawn where the page was scrolled to.
+            tab.evaluate("window.scrollTo(0, 0)")
+            path = JOURNEY_SCREENSHOT_DIR / f"{name}-{label}.png"
+            tab.screenshot(path=str(path), full_page=True)
+            paths.append(path)
+        tab.set_viewport_size(PHONE_VIEWPORT)
+        return paths
+
+    return take

@@ -9,6 +9,7 @@ from django.core.management.base import CommandError
 from repayments.models import AuditChainHead, AuditEntry
 from repayments.services.audit import audit_append, audit_verify
 from tests.conftest import at
+from tests.integration.audit_tampering import audit_tampering
 
 pytestmark = pytest.mark.django_db
 
@@ -34,14 +35,16 @@ def test_intact_chain_verifies(capsys) -> None:
 
 def test_altered_entry_is_named() -> None:
     entries = _chain()
-    AuditEntry.objects.filter(pk=entries[2].pk).update(data={"n": 2, "amount": "1000.00"})
+    with audit_tampering():
+        AuditEntry.objects.filter(pk=entries[2].pk).update(data={"n": 2, "amount": "1000.00"})
     with pytest.raises(CommandError, match=f"entry {entries[2].pk}: content does not match"):
         call_command("verify_audit_chain")
 
 
 def test_removed_entry_breaks_the_next_link() -> None:
     entries = _chain()
-    AuditEntry.objects.filter(pk=entries[1].pk).delete()
+    with audit_tampering():
+        AuditEntry.objects.filter(pk=entries[1].pk).delete()
     problem = audit_verify()
     assert problem is not None
     assert problem.entry_id == entries[2].pk
@@ -49,7 +52,8 @@ def test_removed_entry_breaks_the_next_link() -> None:
 
 def test_removed_tail_is_caught_by_the_head() -> None:
     entries = _chain()
-    AuditEntry.objects.filter(pk=entries[-1].pk).delete()
+    with audit_tampering():
+        AuditEntry.objects.filter(pk=entries[-1].pk).delete()
     problem = audit_verify()
     assert problem is not None
     assert "expects 5 entries but 4 remain" in problem.reason
@@ -60,7 +64,8 @@ def test_rehashed_forgery_still_fails_against_the_head() -> None:
     # An attacker who rewrites the last entry and recomputes its hash still
     # leaves the chain head pointing at the old hash.
     last = entries[-1]
-    AuditEntry.objects.filter(pk=last.pk).update(entry_hash="f" * 64)
+    with audit_tampering():
+        AuditEntry.objects.filter(pk=last.pk).update(entry_hash="f" * 64)
     assert audit_verify() is not None
     assert AuditChainHead.objects.get().entry_count == 3
 

@@ -267,14 +267,14 @@ def test_a_worker_killed_mid_processing_leaves_the_row_for_the_sweeper(
     started = _start(make_loan, BANK)
     from repayments.services import payments as payments_module
 
-    real_allocate = payments_module.payment_allocate
+    real_book = payments_module.payment_book
 
     def die_after_booking(**kwargs):
-        real_allocate(**kwargs)  # the attempt and payment rows are already written...
+        real_book(**kwargs)  # the attempt and payment rows are already written...
         raise WorkerKilled  # ...and the process dies before the transaction commits
 
     with (
-        mock.patch.object(payments_module, "payment_allocate", die_after_booking),
+        mock.patch.object(payments_module, "payment_book", die_after_booking),
         pytest.raises(WorkerKilled),
     ):
         portal_channels.relay(expected=1)

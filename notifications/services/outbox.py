@@ -1,0 +1,142 @@
+"""Writing notices with the state change, and claiming due ones for sending."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from notifications import metrics
+from notifications.models import Notice, NoticeKind, NoticeStatus, NotificationPreference
+
+# A claim not finished within its lease is due again: the sweeper for lost messages
+# and dead workers. Senders renew it while they work (see ``dispatch``).
+CLAIM_LEASE = timedelta(minutes=2)
+# Claimed but unfinished notices, at most: enough to keep every worker busy, few
+# enough that the last of them is sent well within its lease even on a slow day.
+MAX_IN_FLIGHT = 2000
+
+
+def settle_window() -> timedelta:
+    return timedelta(seconds=settings.NOTICE_FAILURE_SETTLE_SECONDS)
+
+
+def notice_enqueue(
+    *,
+    recipient_id: int,
+    kind: NoticeKind,
+    subject_type_name: str,
+    subject_id: int,
+    announced_state: str,
+    episode: str,
+    params: Mapping[str, Any],
+    now: datetime,
+    delay: timedelta = timedelta(0),
+    corrects: Notice | None = None,
+) -> Notice | None:
+    """Write a notice in the caller's transaction; None if an equal one is already live.
+
+    ``episode`` separates repeated visits to one state (e.g. a second attempt
+    failing after a fallback) so each gets its notice, while duplicates of one
+    visit collapse into one.
+    """
+    language = (
+        NotificationPreference.objects.filter(user_id=recipient_id)
+        .values_list("language", flat=True)
+        .first()
+    ) or settings.LANGUAGE_CODE
+    key = f"{subject_type_name}:{subject_id}:{episode}:{kind}:{announced_state}"
+    if corrects is not None:
+        key = f"correction:{corrects.pk}"
+    try:
+        with transaction.atomic():
+            notice = Notice.objects.create(
+                recipient_id=recipient_id,
+                kind=kind,
+                subject_type=subject_type_name,
+                subject_id=subject_id,
+                announced_state=announced_state,
+                dedupe_key=key[:120],
+                params=dict(params),
+                language=language,
+                not_before=now + delay,
+                corrects=corrects,
+                state_changed_at=now,
+                created_at=now,
+            )
+    except IntegrityError:
+        return None  # the same notice is already pending, being sent or delivered
+    metrics.notices_created.labels(kind).inc()
+    return notice
+
+
+def contradicted_notices(*, subject_type_name: str, subject_id: int, state: str) -> list[Notice]:
+    """Delivered notices about the subject that announce another state and have no
+    correction yet (e.g. a failure message about a payment that then succeeded)."""
+    return list(
+        Notice.objects.filter(
+            subject_type=subject_type_name,
+            subject_id=subject_id,
+            status=NoticeStatus.DELIVERED,
+            correction__isnull=True,
+        )
+        .exclude(announced_state=state)
+        .exclude(announced_state="")
+        .exclude(kind=NoticeKind.CORRECTION)
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    ids: list[int]
+    # The claim's lease, and its fencing token: a later claim of the same rows
+    # (after this one expired) sets a later time, so a sender holding this one
+    # can tell the rows are no longer its own.
+    lease_until: datetime
+
+
+def notices_claim_leased(
+    *, now: datetime, limit: int = 200, max_in_flight: int = MAX_IN_FLIGHT
+) -> Claim:
+    """Claim due notices (and those whose claim expired) for sending, leased.
+
+    Rows locked by another claimer are skipped, so two dispatchers never claim
+    the same notice. At most ``max_in_flight`` notices are claimed and unfinished.
+    """
+    lease_until = now + CLAIM_LEASE
+    with transaction.atomic():
+        in_flight = Notice.objects.filter(
+            status=NoticeStatus.SENDING, claimed_until__gte=now
+        ).count()
+        room = min(limit, max_in_flight - in_flight)
+        if room <= 0:
+            return Claim([], lease_until)
+        due = Notice.objects.select_for_update(skip_locked=True).filter(
+            Q(status=NoticeStatus.PENDING, not_before__lte=now)
+            | Q(status=NoticeStatus.SENDING, claimed_until__lt=now)
+        )
+        ids = list(due.order_by("not_before").values_list("pk", flat=True)[:room])
+        if ids:
+            Notice.objects.filter(pk__in=ids).update(
+                status=NoticeStatus.SENDING, claimed_until=lease_until
+            )
+    return Claim(ids, lease_until)
+
+
+def notices_claim(*, now: datetime, limit: int = 200) -> list[int]:
+    """Claim due notices for one dispatcher, leased so a dead one's claims come back."""
+    return notices_claim_leased(now=now, limit=limit).ids
+
+
+def notices_in_inbox(*, user_id: int) -> list[Notice]:
+    """The borrower's in-app inbox: every notice that went out, newest first."""
+    return list(
+        Notice.objects.filter(
+            recipient_id=user_id, status__in=[NoticeStatus.DELIVERED, NoticeStatus.FAILED]
+        ).prefetch_related("deliveries")
+    )

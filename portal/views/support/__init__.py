@@ -1,0 +1,1 @@
+"""The support console (/support/): staff only, every action audited."""
