@@ -245,9 +245,7 @@ def support_note_add(*, payment: Payment, author: User, body: str, now: datetime
     """
     text = _reason(body)
     with transaction.atomic():
-        note = SupportNote.objects.create(
-            payment=payment, author=author, body=text, created_at=now
-        )
+        note = SupportNote.objects.create(payment=payment, author=author, body=text, created_at=now)
         _audit("note_added", payment, author, now, note=note.pk)
     return note
 
@@ -292,9 +290,7 @@ def is_unrefunded_duplicate(attempt: PaymentAttempt) -> bool:
     events = PaymentEvent.objects.filter(payment_id=attempt.payment_id)
     flagged = events.filter(kind=EventKind.NOTE, data__refund_required=attempt.out_trade_no)
     refunded = events.filter(kind=EventKind.REFUND, attempt=attempt, data__succeeded=True)
-    return (
-        attempt.status == AttemptStatus.SUCCEEDED and flagged.exists() and not refunded.exists()
-    )
+    return attempt.status == AttemptStatus.SUCCEEDED and flagged.exists() and not refunded.exists()
 
 
 def refund_request_decide(
@@ -323,8 +319,8 @@ def refund_request_decide(
         raise SelfApprovalRefused()
     why = _reason(note)
     with transaction.atomic():
-        locked = RefundRequest.objects.select_for_update().select_related("payment").get(
-            pk=request.pk
+        locked = (
+            RefundRequest.objects.select_for_update().select_related("payment").get(pk=request.pk)
         )
         if locked.status != RefundRequestStatus.PENDING:
             raise RefundAlreadyDecided()
@@ -352,9 +348,7 @@ def _send_refund(request: RefundRequest, *, now: datetime, channels: ChannelFact
     refunded = PaymentEvent.objects.filter(
         kind=EventKind.REFUND, attempt_id=request.attempt_id, data__succeeded=True
     ).exists()
-    request.status = (
-        RefundRequestStatus.REFUNDED if refunded else RefundRequestStatus.REFUND_FAILED
-    )
+    request.status = RefundRequestStatus.REFUNDED if refunded else RefundRequestStatus.REFUND_FAILED
     request.save(update_fields=["status"])
 
 

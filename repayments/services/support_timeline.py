@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Q, QuerySet
 
@@ -159,7 +160,7 @@ def _events(payment: Payment) -> list[Entry]:
         detail = event.attempt.out_trade_no if event.attempt else ""
         if event.from_status or event.to_status:
             detail = f"{detail} {event.from_status or '·'} → {event.to_status}".strip()
-        lines = tuple(f"{key}: {value}" for key, value in sorted(event.data.items()) if value)
+        lines = _data_lines(event.data)
         tone = "good" if event.to_status == "succeeded" else EVENT_TONES.get(event.kind, "")
         tone = "bad" if event.to_status == "failed" else tone
         entries.append(
@@ -173,6 +174,25 @@ def _events(payment: Payment) -> list[Entry]:
             )
         )
     return entries
+
+
+def _data_lines(data: dict[str, Any]) -> tuple[str, ...]:
+    """``key: value`` lines for a JSON detail, lists of records one per line."""
+    lines = []
+    for key, value in sorted(data.items()):
+        if value in ("", None, [], {}):
+            continue
+        if isinstance(value, list):
+            lines += [f"{key}: {_flat(item)}" for item in value]
+        else:
+            lines.append(f"{key}: {_flat(value)}")
+    return tuple(lines)
+
+
+def _flat(value: object) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
 
 
 def _callbacks(attempts: list[PaymentAttempt], numbers: list[str]) -> list[Entry]:
@@ -211,7 +231,7 @@ def _discrepancies(numbers: list[str]) -> list[Entry]:
             detail=f"{row.get_status_display()}; "
             f"channel {row.channel_amount}, ours {row.our_amount}",
             tone="warn",
-            lines=tuple(f"{k}: {v}" for k, v in sorted(row.evidence.items())),
+            lines=_data_lines(row.evidence),
         )
         for row in rows
     ]
@@ -296,7 +316,7 @@ def _actions(payment: Payment) -> list[Entry]:
             source="action",
             title=f"{row.action.removeprefix('support.')} by {row.actor_label}",
             detail=str(row.data.get("reason", "")),
-            lines=tuple(f"{k}: {v}" for k, v in sorted(row.data.items()) if k != "reason"),
+            lines=_data_lines({k: v for k, v in row.data.items() if k != "reason"}),
         )
         for row in rows
     ]

@@ -121,13 +121,13 @@ Cell = tuple[str, str, Callable[[World], str], Callable[[World], dict[str, Any]]
 MATRIX: list[Cell] = [
     ("queue", "GET", lambda w: "/support/", lambda w: {}, VIEW),
     ("search", "GET", lambda w: f"/support/search/?q={w.borrower.phone}", lambda w: {}, VIEW),
-    ("payment", "GET", lambda w: f"/support/payments/{w.payment.public_id}/", dict, VIEW),
-    ("case", "GET", lambda w: f"/support/disputes/{w.dispute.public_id}/", dict, VIEW),
+    ("payment", "GET", lambda w: f"/support/payments/{w.payment.public_id}/", lambda w: {}, VIEW),
+    ("case", "GET", lambda w: f"/support/disputes/{w.dispute.public_id}/", lambda w: {}, VIEW),
     (
         "screenshot",
         "GET",
         lambda w: f"/support/disputes/{w.dispute.public_id}/screenshot/",
-        dict,
+        lambda w: {},
         VIEW,
     ),
     (

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import translation
 
 from notifications.models import Notice, NoticeKind
 from repayments.domain.states import AttemptStatus, PaymentStatus
@@ -126,7 +127,7 @@ def test_a_bad_screenshot_is_refused_and_nothing_is_written(
 ) -> None:
     loan = make_loan()
     upload = SimpleUploadedFile("shot.png", content, content_type="image/png")
-    with pytest.raises(InvalidDispute, match=message) as raised:
+    with translation.override("en"), pytest.raises(InvalidDispute, match=message) as raised:
         _open(loan, now, screenshot=upload)
     assert raised.value.field == "screenshot"
     assert not Dispute.objects.filter(loan=loan).exists()

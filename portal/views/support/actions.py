@@ -22,7 +22,9 @@ from portal.views.support.access import (
     support_view,
 )
 from repayments.domain.errors import DomainError
+from repayments.domain.states import AttemptStatus
 from repayments.models import Dispute, Payment, PaymentAttempt, RefundRequest, User
+from repayments.models.payments import ATTEMPT_STATUS_LABELS
 from repayments.services.disputes import dispute_assign, dispute_reply, dispute_resolve
 from repayments.services.support import (
     attempt_mark_reviewed,
@@ -103,7 +105,7 @@ def payment_query(request: HttpRequest, public_id: str) -> HttpResponse:
         if not answer.asked:
             return _("Asked a few seconds ago; the answer below is current.")
         return _("The channel was asked; the attempt is now %(status)s.") % {
-            "status": answer.status
+            "status": ATTEMPT_STATUS_LABELS.get(AttemptStatus(answer.status), answer.status)
         }
 
     _run(request, act)

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from portal.views.support import forms
 from portal.views.support.access import support_view
+from repayments.domain.states import PaymentStatus
 from repayments.models import Dispute, Payment, Role, User
 from repayments.services.disputes import SCREENSHOT_CONTENT_TYPES, image_extension
 from repayments.services.support import is_unrefunded_duplicate
@@ -57,6 +58,7 @@ def payment_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         {
             "payment": payment,
             "attempts": attempts,
+            "can_resend": payment.status == PaymentStatus.SUCCEEDED,
             "duplicates": [a for a in attempts if is_unrefunded_duplicate(a)],
             "reviews": [a for a in attempts if a.needs_review],
             "disputes": list(payment.disputes.all()),
