@@ -13,11 +13,12 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models
+from django.db import models, transaction
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from notifications.models import Delivery, Notice, NoticeTemplate, NotificationPreference
+from notifications.texts import DEFAULT_TEXTS
 
 # Example values for the preview, shaped like what the services put in a notice.
 SAMPLE_PARAMS = {
@@ -68,9 +69,11 @@ class RecordedAdmin(admin.ModelAdmin):
         super().delete_model(request, obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        for obj in queryset:
-            _record(request, obj, "deleted", None)
-        super().delete_queryset(request, queryset)
+        # Django does not wrap the bulk action in a transaction; make it all-or-nothing.
+        with transaction.atomic():
+            for obj in queryset:
+                _record(request, obj, "deleted", None)
+            super().delete_queryset(request, queryset)
 
 
 class _Sample(dict[str, Any]):
@@ -106,8 +109,12 @@ class NoticeTemplateAdmin(RecordedAdmin):
     form = NoticeTemplateForm
     list_display = ("kind", "language", "channel", "updated_at")
     list_filter = ("kind", "language", "channel")
-    readonly_fields = ("preview",)
-    fields = ("kind", "language", "channel", "text", "preview")
+    readonly_fields = ("preview", "built_in_text")
+    fields = ("kind", "language", "channel", "text", "preview", "built_in_text")
+
+    @admin.display(description=_("built-in text (used when no template exists)"))
+    def built_in_text(self, obj: NoticeTemplate) -> str:
+        return DEFAULT_TEXTS.get((obj.kind, obj.language), "—") if obj.kind else "—"
 
     @admin.display(description=_("preview with example values"))
     def preview(self, obj: NoticeTemplate) -> str:

@@ -22,6 +22,7 @@ from repayments.admin import (
     loans,
     payments,
     reconciliation,
+    support,
     users,
 )
 from repayments.admin.base import audit_admin_action, describe_changes
@@ -46,5 +47,6 @@ __all__ = [
     "loans",
     "payments",
     "reconciliation",
+    "support",
     "users",
 ]

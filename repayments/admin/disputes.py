@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from repayments.admin.base import ReadOnlyAdmin
+from repayments.admin.support import DisputeMessageInline
 from repayments.models import Dispute
 
 
@@ -27,3 +28,4 @@ class DisputeAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     # Screenshots are served only through the console's ownership-checked view.
     exclude = ("screenshot",)
+    inlines = (DisputeMessageInline,)

@@ -20,7 +20,8 @@ REDACTED = "***"
 # Field names whose values are secrets or full personal numbers, in any channel's spelling.
 SENSITIVE_KEY = re.compile(
     r"(secret|passw|pwd|private|api_?key|app_?key|^key$|_key$|token|acc_?no|card_?no|"
-    r"cvv|cvn|id_?no|cert_?no|id_?card|authorization|cookie)",
+    r"cvv|cvn|id_?no|cert_?no|certif_?id|id_?card|customer_?info|phone_?no|mobile|"
+    r"authorization|cookie)",
     re.IGNORECASE,
 )
 # A standalone run of 15-19 digits that passes Luhn is treated as a card number.

@@ -281,3 +281,37 @@ def test_replaying_a_quarantined_callback_from_admin_is_audited(
     entry = _last_entry("callbacks.replayed")
     assert entry.actor_label == "admin"
     assert entry.data["ids"] == [record.pk]
+
+
+def test_bulk_delete_of_templates_audits_each_one(admin_client: Client) -> None:
+    templates = [
+        NoticeTemplate.objects.create(kind="overdue", language=lang, channel="sms", text="x")
+        for lang in ("zh-hans", "en")
+    ]
+    response = admin_client.post(
+        "/admin/notifications/noticetemplate/",
+        {
+            "action": "delete_selected",
+            "_selected_action": [t.pk for t in templates],
+            "post": "yes",
+        },
+    )
+    assert response.status_code == 302
+    assert not NoticeTemplate.objects.exists()
+    deleted = AuditEntry.objects.filter(action="noticetemplate.deleted")
+    assert sorted(deleted.values_list("object_id", flat=True)) == sorted(
+        str(t.pk) for t in templates
+    )
+
+
+def test_template_page_previews_the_text_and_shows_the_built_in_one(
+    admin_client: Client,
+) -> None:
+    template = NoticeTemplate.objects.create(
+        kind="payment_succeeded", language="en", channel="sms", text="Paid {amount} {mystery}."
+    )
+    page = admin_client.get(
+        f"/admin/notifications/noticetemplate/{template.pk}/change/", HTTP_ACCEPT_LANGUAGE="en"
+    ).content.decode()
+    assert "Paid ¥2,967.99 {mystery}." in page  # unknown placeholders stay visible
+    assert "[Anxin Repay] Your car-loan repayment of {amount}" in page

@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from repayments.admin.channels import ChannelSettingForm
+from repayments.admin.masking import redact_body
 from repayments.models import (
     BoundCard,
     Channel,
@@ -123,3 +124,18 @@ def test_channel_keys_are_not_editable_from_admin(admin_client: Client) -> None:
     assert not {name for name in editable if "key" in name or "secret" in name}
     assert {f.name for f in ChannelSetting._meta.get_fields()} & {"key", "private_key"} == set()
     assert "PRIVATE KEY" not in form
+
+
+def test_unionpay_personal_fields_are_redacted_and_references_kept() -> None:
+    shown = redact_body(
+        b"accNo=6222020200112233446&customerInfo=e3Bob25lTm8%3D&phoneNo=13800138000"
+        b"&txnTime=20260105100000&queryId=202601051000001234567&signPubKeyCert=CERT"
+    ).splitlines()
+    assert shown == [
+        "accNo=***",
+        "customerInfo=***",
+        "phoneNo=***",
+        "txnTime=20260105100000",
+        "queryId=202601051000001234567",
+        "signPubKeyCert=CERT",
+    ]

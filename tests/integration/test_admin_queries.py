@@ -321,3 +321,19 @@ def test_changelist_queries_do_not_grow_with_rows(
 def test_channel_settings_list_is_bounded(admin_client: Client) -> None:
     admin_client.get("/admin/repayments/channelsetting/")
     assert _queries(admin_client, "/admin/repayments/channelsetting/") <= 8
+
+
+@pytest.mark.parametrize("language", ["zh-hans", "en"])
+def test_every_change_page_renders(
+    admin_client: Client, make_loan: Callable[..., Loan], language: str
+) -> None:
+    loan = make_loan()
+    failures = []
+    for path, (build, model) in PAGES.items():
+        build(1, loan)
+        obj = model._default_manager.order_by("-pk").first()
+        assert obj is not None, path
+        response = admin_client.get(f"{path}{obj.pk}/change/", HTTP_ACCEPT_LANGUAGE=language)
+        if response.status_code != 200:
+            failures.append((path, response.status_code))
+    assert failures == []
