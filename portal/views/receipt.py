@@ -162,10 +162,13 @@ def receipt_pdf_bytes(receipt: Receipt) -> bytes:
             _p(_("Amount"), _style(10, bold=True, align=2)),
         ]
     ]
+    previous: object = object()  # name each installment once, on its first line
     for line in receipt.lines:
+        same = line.installment_number == previous
+        previous = line.installment_number
         rows.append(
             [
-                _p(_installment_cell(line.installment_number, line.due_date), body),
+                "" if same else _p(_installment_cell(line.installment_number, line.due_date), body),
                 _p(line.component, body),
                 _p(format_yuan(line.amount), right),
             ]

@@ -153,6 +153,9 @@ def test_new_case_from_a_payment_shows_it_and_links_the_case_to_it(signed_in, lo
     page = signed_in.get(url)
     assert page.status_code == 200
     assert "About this repayment" in text_of(page)
+    html = page.content.decode()
+    for described in re.findall(r'aria-describedby="([^"]+)"', html):
+        assert f'id="{described}"' in html  # each hint is where the field says it is
     assert "¥100.00" in text_of(page)
     checked = re.search(r'<input[^>]*value="paid_not_shown"[^>]*>', page.content.decode())
     assert checked is not None
