@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -141,7 +142,7 @@ class Things:
     def subject_type(self) -> SubjectType:
         return SubjectType(
             name="thing",
-            read_state=lambda pk: pytest.fail("read one at a time"),  # type: ignore[arg-type,return-value]
+            read_state=lambda pk: pytest.fail("read one at a time"),
             read_states=self.read_states,
             confirmed_states=frozenset({"done"}),
             describe=lambda pk: {},
@@ -346,8 +347,9 @@ def test_batches_never_leave_a_wrong_last_word(make_loan, operations) -> None:
             pending = Notice.objects.filter(
                 subject_type="payment", subject_id=opened[value][0].pk
             ).values_list("pk", flat=True)
+            racing = functools.partial(apply, value, AttemptStatus.SUCCEEDED, now)
             for pk in pending:
-                phone.before_send[pk] = lambda i=value, w=now: apply(i, AttemptStatus.SUCCEEDED, w)
+                phone.before_send[pk] = racing
             dispatch_batch(now)
             phone.before_send.clear()
         elif operation == "wait":
