@@ -115,6 +115,9 @@ def payment_start(
         amount=attempt.amount,
         subject=f"Car loan repayment {attempt.out_trade_no}",
         notify_url=f"{settings.PORTAL_BASE_URL}/callbacks/{channel_name}/",
+        # Where the channel's checkout sends the borrower back: the payment's own
+        # page, which shows it as being confirmed until the notify arrives.
+        return_url=f"{settings.PORTAL_BASE_URL}/record/{attempt.payment.public_id}/",
         method_type=method_type,
         card_token=card_token,
         placed_at=attempt.created_at,

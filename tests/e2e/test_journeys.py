@@ -120,10 +120,14 @@ def test_alipay_installment_then_the_schedule_shows_it_paid(
     with page.expect_navigation():
         page.get_by_role("button", name=re.compile("^确认支付")).click()
     journey_shots(page, "03-alipay-checkout")
+    portal_channels.sandbox.receiver.browser_base = base
     pay_at_alipay_checkout(page, portal_channels)
     portal_channels.sandbox.receiver.wait(1)
 
     payment = Payment.objects.get(borrower=borrower, status=PaymentStatus.PROCESSING)
+    # The checkout's return_url brings the borrower back to the payment's own page.
+    assert page.url == f"{base}/record/{payment.public_id}/"
+    assert "确认中" in page.locator("main").inner_text()
     page.goto(f"{base}/record/")
     row = page.locator(f"#payment-{payment.public_id}")
     assert "确认中" in row.inner_text()

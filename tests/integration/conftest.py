@@ -30,6 +30,9 @@ class CallbackReceiver:
     answer: bytes = b"success"
     status: int = 200
     received: list[Received] = field(default_factory=list)
+    # The receiver stands in for the portal at PORTAL_BASE_URL, so a browser the
+    # checkout sends back (return_url) is forwarded to the live portal from here.
+    browser_base: str = ""
     arrived: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
     def wait(self, count: int = 1, timeout: float = 10.0) -> list[Received]:
@@ -63,6 +66,15 @@ def _receiver() -> tuple[ThreadingHTTPServer, CallbackReceiver]:
             self.send_header("Content-Length", str(len(receiver.answer)))
             self.end_headers()
             self.wfile.write(receiver.answer)
+
+        def do_GET(self) -> None:
+            if not receiver.browser_base:
+                self.send_error(404)
+                return
+            self.send_response(302)
+            self.send_header("Location", receiver.browser_base + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -189,6 +201,7 @@ def portal_channels(
 
     url = running_sandbox.url
     settings.PORTAL_BASE_URL = running_sandbox.receiver.url.removesuffix("/callbacks/")
+    running_sandbox.receiver.browser_base = ""
     settings.CHANNEL_TIMEOUT_SECONDS = 2
     settings.ALIPAY_GATEWAY_URL = f"{url}/alipay/gateway.do"
     settings.ALIPAY_APP_PRIVATE_KEY_PATH = channel_keys / "alipay" / "merchant_private.pem"
