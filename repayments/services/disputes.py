@@ -295,6 +295,14 @@ def disputes_auto_resolve(*, payment: Payment, now: datetime) -> list[Dispute]:
     it: a late callback, a janitor query or a settlement statement. A case that
     named one of the payment's trade numbers without being linked is linked now.
     """
+    open_cases = Dispute.objects.filter(
+        loan_id=payment.loan_id,
+        category=DisputeCategory.PAID_NOT_SHOWN,
+        status__in=OPEN_DISPUTE_STATUSES,
+    )
+    # Nearly every confirmation has no case at all: one indexed read, no lock.
+    if not open_cases.exists():
+        return []
     numbers = [
         number
         for pair in payment.attempts.values_list("out_trade_no", "channel_trade_no")
