@@ -17,7 +17,12 @@ from decimal import Decimal, InvalidOperation
 
 from django.utils.translation import gettext as _
 
-from portal.presenters import CHANNEL_TRADE_NO_LABELS, channel_words, failure_words
+from portal.presenters import (
+    CHANNEL_TRADE_NO_LABELS,
+    channel_words,
+    failure_words,
+    method_words,
+)
 from repayments.domain.money import format_yuan
 from repayments.domain.states import AttemptStatus, PaymentStatus
 from repayments.models import (
@@ -104,17 +109,46 @@ def _channel_report(event: PaymentEvent, attempt: PaymentAttempt | None, payment
         )
     if status == AttemptStatus.SUCCEEDED:
         return _("%(channel)s confirmed the money was received") % {"channel": channel}, "done"
-    if status == AttemptStatus.FAILED:
-        reason = failure_words(attempt) if attempt.status == status else ""
-        reason = reason or event.data.get("failure_code", "") or _("no reason given")
-        return (
-            _("%(channel)s did not take the money: %(reason)s")
-            % {"channel": channel, "reason": reason},
-            "bad",
-        )
-    if status == AttemptStatus.CLOSED:
-        return _("%(channel)s order closed; no money was taken") % {"channel": channel}, "done"
+    if status in (AttemptStatus.FAILED, AttemptStatus.CLOSED):
+        return _attempt_not_paid(event, attempt, payment)
     return None
+
+
+def _attempt_not_paid(event: PaymentEvent, attempt: PaymentAttempt, payment: Payment) -> Built:
+    """A failed or closed attempt, told as that attempt's outcome only.
+
+    "No money was taken" is said only while nothing later took money for this payment:
+    once the attempt itself turned out paid (a late success) or another method paid,
+    the step must not read as if the repayment failed (rule 5).
+    """
+    channel = channel_words(attempt.channel)
+    if attempt.status == AttemptStatus.SUCCEEDED:
+        return (
+            _("%(channel)s first reported the payment as not completed") % {"channel": channel},
+            "done",
+        )
+    later = _attempt_after(attempt, payment)
+    if later is not None:
+        return (
+            _("%(channel)s did not go through; switched to %(method)s")
+            % {"channel": channel, "method": method_words(later.method_type)},
+            "done" if payment.status == PaymentStatus.SUCCEEDED else "bad",
+        )
+    if event.to_status == AttemptStatus.CLOSED:
+        return _("%(channel)s order closed; no money was taken") % {"channel": channel}, "done"
+    reason = failure_words(attempt) if attempt.status == event.to_status else ""
+    reason = reason or event.data.get("failure_code", "") or _("no reason given")
+    return (
+        _("%(channel)s did not take the money: %(reason)s")
+        % {"channel": channel, "reason": reason},
+        "bad",
+    )
+
+
+def _attempt_after(attempt: PaymentAttempt, payment: Payment) -> PaymentAttempt | None:
+    """The next attempt of the same payment (the method switched to), if any."""
+    later = [a for a in payment.attempts.all() if a.pk > attempt.pk]
+    return min(later, key=lambda a: a.pk) if later else None
 
 
 def _state_change(event: PaymentEvent, attempt: PaymentAttempt | None, payment: Payment) -> Built:
@@ -128,12 +162,22 @@ def _state_change(event: PaymentEvent, attempt: PaymentAttempt | None, payment: 
             "done",
         )
     if target == PaymentStatus.FAILED:
+        if not _failure_is_last_word(attempt, payment):
+            return None  # the attempt's own step tells what happened to it
         return _("This repayment did not go through and you were not charged"), "bad"
     if target == PaymentStatus.REFUNDED:
         return _("Refunded"), "done"
     if target == PaymentStatus.CANCELLED:
         return _("Cancelled"), "done"
     return None  # processing and succeeded are told by the channel's own steps
+
+
+def _failure_is_last_word(attempt: PaymentAttempt | None, payment: Payment) -> bool:
+    """True when the payment ended unpaid with this failure: no later method was tried
+    and the money did not arrive after all."""
+    if payment.status not in (PaymentStatus.FAILED, PaymentStatus.CANCELLED):
+        return False
+    return attempt is None or _attempt_after(attempt, payment) is None
 
 
 def _allocation(event: PaymentEvent, attempt: PaymentAttempt | None, payment: Payment) -> Built:

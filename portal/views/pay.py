@@ -47,7 +47,11 @@ from repayments.selectors import (
     payment_for_borrower,
 )
 from repayments.services.errors import AttemptAlreadyOpen
-from repayments.services.methods import ExplainedOption, payment_choice_for
+from repayments.services.methods import (
+    ExplainedOption,
+    fallback_choice_for,
+    payment_choice_for,
+)
 from repayments.services.payments import payment_create
 from repayments.services.routing import FallbackNotSafe, payment_fallback, payment_start
 
@@ -146,7 +150,8 @@ def pay_fallback(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     if len(payment.attempts.all()) != seen:
         return redirect("payment-detail", public_id=payment.public_id)  # tapped twice
     method = PaymentMethodType(form.cleaned_data["method"])
-    option = _option(payment.loan, payment.amount, method)
+    choice = fallback_choice_for(payment=payment, now=timezone.now())
+    option = next((o for o in choice.options if o.option.method_type == method), None)
     if option is None or not option.option.available:
         messages.error(request, option.message if option else _("Please choose a payment method."))
         return redirect("payment-detail", public_id=payment.public_id)

@@ -8,24 +8,32 @@ lost callback shows up while the borrower is looking.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
+from django.template.loader import get_template, render_to_string
+from django.urls import get_script_prefix
+from django.utils import timezone, translation
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from portal.forms import RecordFilterForm
 from portal.presenters import (
     MAX_POLLS,
+    PaymentRow,
     method_choices,
     payment_row,
     payment_rows,
@@ -43,7 +51,7 @@ from repayments.selectors import (
 )
 from repayments.selectors_borrower import payments_by_trade_number
 from repayments.services.janitor import attempt_query_now
-from repayments.services.methods import payment_choice_for
+from repayments.services.methods import fallback_choice_for
 
 logger = logging.getLogger(__name__)
 
@@ -78,14 +86,14 @@ def record(request: HttpRequest) -> HttpResponse:
     rows = payment_rows(page.object_list, cards_for_borrower(borrower=borrower))
     query = request.GET.copy()
     query.pop("page", None)
+    query.pop("lookup", None)  # paging on must not repeat the lookup
+    many_loans = len(loans) > 1
     context = {
         "form": form,
-        "rows": rows,
+        "rows": rendered_rows(rows, poll=_poll_context(0), many_loans=many_loans),
         "page": page,
         "query": query.urlencode(),
         "filtered": any(filters.get(name) for name in form.fields),
-        "poll": _poll_context(0),
-        "many_loans": len(loans) > 1,
         "lookup": lookup,
     }
     return render(request, "portal/record.html", context)
@@ -101,8 +109,68 @@ def record_row(request: HttpRequest, public_id: UUID) -> HttpResponse:
         payment = _own_payment(request, public_id)
     row = payment_row(payment, cards_for_borrower(borrower=user_of(request)))
     many_loans = len(loan_choices_for_borrower(borrower=user_of(request))) > 1
-    context = {"row": row, "poll": _poll_context(poll + 1), "many_loans": many_loans}
-    return render(request, "portal/record.html#row", context)
+    [html] = rendered_rows([row], poll=_poll_context(poll + 1), many_loans=many_loans)
+    return HttpResponse(html)
+
+
+# --- Rendered rows, cached --------------------------------------------------------------
+
+ROW_TEMPLATE = "portal/record.html#row"
+ROW_CACHE_SECONDS = 24 * 3600
+# Bump when the row's output changes without its template file changing (e.g. a filter).
+ROW_CACHE_VERSION = 1
+
+
+def rendered_rows(
+    rows: list[PaymentRow], *, poll: dict[str, int] | None, many_loans: bool
+) -> list[SafeString]:
+    """Each record row's HTML, from the cache when this exact row was rendered before.
+
+    Rendering the rows ({% translate %}, {% url %}) is most of the record page's
+    template time. The key is a digest of everything the row shows (the presented
+    ``PaymentRow``: status, note, times, method), the poll state, the language, the
+    time zone and the template's own version: any change to the payment or its attempts
+    that changes what the row says gives a new key, so a cached row can never show an
+    older state (e.g. "being confirmed" after success) than a fresh render would.
+    """
+    contexts = [
+        {"row": row, "poll": poll if not row.status.is_final else None, "many_loans": many_loans}
+        for row in rows
+    ]
+    keys = [_row_key(context) for context in contexts]
+    cached = cache.get_many(keys)
+    fresh = {
+        key: render_to_string(ROW_TEMPLATE, context)
+        for key, context in zip(keys, contexts, strict=True)
+        if key not in cached
+    }
+    if fresh:
+        cache.set_many(fresh, ROW_CACHE_SECONDS)
+    found = {**cached, **fresh}
+    return [mark_safe(found[key]) for key in keys]  # noqa: S308 - our own rendering
+
+
+def _row_key(context: dict[str, Any]) -> str:
+    shown = repr(
+        (
+            context["row"],
+            context["poll"],
+            context["many_loans"],
+            translation.get_language(),
+            timezone.get_current_timezone_name(),
+            get_script_prefix(),
+        )
+    )
+    digest = hashlib.sha256(shown.encode()).hexdigest()
+    return f"portal:record-row:{_row_template_version()}:{digest}"
+
+
+@functools.cache
+def _row_template_version() -> str:
+    """The row template's content digest: a deploy that changes it starts a new cache."""
+    template = get_template("portal/record.html")
+    source = Path(template.origin.name).read_bytes()  # type: ignore[attr-defined]  # stubs lack it
+    return f"{ROW_CACHE_VERSION}-{hashlib.sha256(source).hexdigest()[:12]}"
 
 
 @login_required
@@ -155,7 +223,9 @@ def _fallback_offer(
     if open_attempt is not None or payment.status not in FALLBACK_STATUSES:
         return None
     failed_channel = attempts[-1].channel if attempts else ""
-    choice = payment_choice_for(loan=payment.loan, amount=payment.amount, now=timezone.now())
+    # The same availability as the method list, plus the channels this payment could
+    # not reach just now: those are explained, never offered as a one-tap button.
+    choice = fallback_choice_for(payment=payment, now=timezone.now())
     return method_choices(choice, cards, avoid_channel=failed_channel)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,6 +30,7 @@ from repayments.models import (
     ChannelSetting,
     Loan,
     LoanStatus,
+    Payment,
     PaymentAttempt,
     PaymentMethodType,
 )
@@ -84,6 +85,59 @@ def payment_choice_for(*, loan: Loan, amount: Decimal | str, now: datetime) -> P
         recommended=best.method_type if best else None,
         advice="" if best else _advice(options),
     )
+
+
+def fallback_choice_for(*, payment: Payment, now: datetime) -> PaymentChoice:
+    """The methods a payment whose attempt failed may switch to, each available or explained.
+
+    As :func:`payment_choice_for`, except that a channel one of this payment's own
+    attempts could not reach within the health window counts as unhealthy: one
+    unreachable attempt is too few to trip the circuit breaker, but offering that
+    channel again as a one-tap choice sends the borrower straight back into it.
+
+    :raises InvalidAmount: for a malformed amount.
+    """
+    choice = payment_choice_for(loan=payment.loan, amount=payment.amount, now=now)
+    down = _unreachable_for_payment(payment, now)
+    if not down:
+        return choice
+    options = [
+        _as_unhealthy(o, retry_after=down[o.option.channel])
+        if o.option.available and o.option.channel in down
+        else o
+        for o in choice.options
+    ]
+    options.sort(key=lambda o: not o.option.available)  # stable: priority order kept
+    best = recommended([o.option for o in options])
+    return PaymentChoice(
+        options=options,
+        recommended=best.method_type if best else None,
+        advice="" if best else _advice([o.option for o in options]),
+    )
+
+
+def _unreachable_for_payment(payment: Payment, now: datetime) -> dict[str, datetime]:
+    """Channel -> until when it counts as down, from this payment's unreachable attempts."""
+    rows = (
+        PaymentAttempt.objects.filter(
+            payment=payment,
+            failure_code=UNREACHABLE_FAILURE_CODE,
+            updated_at__gte=now - HEALTH_WINDOW,
+        )
+        .values("channel")
+        .annotate(last_failure=Max("updated_at"))
+    )
+    return {row["channel"]: row["last_failure"] + HEALTH_WINDOW for row in rows}
+
+
+def _as_unhealthy(explained: ExplainedOption, *, retry_after: datetime) -> ExplainedOption:
+    option = replace(
+        explained.option,
+        available=False,
+        reason=Reason.CHANNEL_UNHEALTHY,
+        retry_after=retry_after,
+    )
+    return ExplainedOption(option, explained.label, explain(option))
 
 
 def channel_states(now: datetime) -> dict[str, ChannelState]:

@@ -171,7 +171,8 @@ def test_history_with_a_fallback_a_late_success_and_a_withholding_in_flight(
     base = live_server.url
     sign_in(page, base, DEMO_PHONES[0], DEMO_PASSWORD)  # 张伟
     page.goto(f"{base}/record/?status=processing")
-    assert page.locator("details.filters").get_attribute("open") is not None
+    assert page.locator("details#record-filters").get_attribute("open") is not None
+    assert page.locator("details#trade-lookup").get_attribute("open") is None
     rows = page.locator("li.payment")
     assert rows.count() == 1
     assert "确认中" in rows.first.inner_text()
