@@ -19,7 +19,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
 from repayments.admin.base import AuditedAdmin, audit_admin_action, describe_value
-from repayments.models import ChannelSetting
+from repayments.models import ChannelSetting, RiskRules
 
 MAINTENANCE_FIELDS = ("maintenance_starts_at", "maintenance_ends_at")
 
@@ -149,3 +149,22 @@ def _end_window(setting: ChannelSetting, now: datetime) -> bool:
     else:
         setting.maintenance_starts_at = setting.maintenance_ends_at = None
     return True
+
+
+@admin.register(RiskRules)
+class RiskRulesAdmin(AuditedAdmin):
+    """The one row of risk thresholds: edited, never added twice or deleted."""
+
+    list_display = (
+        "__str__",
+        "max_attempts_per_hour",
+        "circuit_min_attempts",
+        "circuit_failure_percent",
+        "circuit_cool_off_seconds",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not RiskRules.objects.exists() and super().has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

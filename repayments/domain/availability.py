@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -64,16 +64,29 @@ class MethodOption:
     limit: Decimal | None = None
 
 
-MAX_ATTEMPTS_PER_HOUR = 5
-# The circuit opens when at least this many recent attempts hit a channel and
-# at least this share of them could not reach it.
-CIRCUIT_MIN_ATTEMPTS = 5
-CIRCUIT_FAILURE_RATIO = Decimal("0.5")
+@dataclass(frozen=True)
+class RiskLimits:
+    """Thresholds of the risk rules; admins keep them, these are the defaults."""
+
+    max_attempts_per_hour: int = 5
+    # The circuit opens when at least this many recent attempts hit a channel and
+    # at least this share of them could not reach it, for a cool-off after the last.
+    circuit_min_attempts: int = 5
+    circuit_failure_ratio: Decimal = Decimal("0.5")
+    circuit_cool_off: timedelta = timedelta(minutes=1)
 
 
-def circuit_is_open(*, attempts: int, unreachable: int) -> bool:
+DEFAULT_LIMITS = RiskLimits()
+
+
+def circuit_is_open(
+    *, attempts: int, unreachable: int, limits: RiskLimits = DEFAULT_LIMITS
+) -> bool:
     """Trip the breaker on a high share of 'channel unreachable' failures."""
-    return attempts >= CIRCUIT_MIN_ATTEMPTS and unreachable >= attempts * CIRCUIT_FAILURE_RATIO
+    return (
+        attempts >= limits.circuit_min_attempts
+        and unreachable >= attempts * limits.circuit_failure_ratio
+    )
 
 
 def method_options(
@@ -82,16 +95,23 @@ def method_options(
     loan: LoanFacts,
     methods: Sequence[MethodFacts],
     channels: dict[str, ChannelState],
+    limits: RiskLimits = DEFAULT_LIMITS,
 ) -> list[MethodOption]:
     """Return one option per method, available ones first in channel priority order."""
-    options = [_option(amount, loan, method, channels[method.channel]) for method in methods]
+    options = [
+        _option(amount, loan, method, channels[method.channel], limits) for method in methods
+    ]
     return sorted(
         options, key=lambda o: (not o.available, channels[o.channel].priority, o.method_type)
     )
 
 
 def _option(
-    amount: Decimal, loan: LoanFacts, method: MethodFacts, channel: ChannelState
+    amount: Decimal,
+    loan: LoanFacts,
+    method: MethodFacts,
+    channel: ChannelState,
+    limits: RiskLimits,
 ) -> MethodOption:
     def refused(
         reason: Reason, retry_after: datetime | None = None, limit: Decimal | None = None
@@ -117,7 +137,7 @@ def _option(
         return refused(Reason.NO_BOUND_CARD)
     if method.needs_card and not method.card_verified:
         return refused(Reason.CARD_NEEDS_VERIFICATION)
-    if loan.recent_attempts >= MAX_ATTEMPTS_PER_HOUR:
+    if loan.recent_attempts >= limits.max_attempts_per_hour:
         return refused(Reason.TOO_MANY_ATTEMPTS)
     return MethodOption(method.method_type, method.channel, True)
 

@@ -3,7 +3,7 @@
 from repayments.models.audit import AuditChainHead, AuditEntry
 from repayments.models.autodebit import DebitStatus, ScheduledDebit
 from repayments.models.callbacks import CallbackStatus, InboundCallbackRecord
-from repayments.models.channels import ChannelSetting
+from repayments.models.channels import ChannelSetting, RiskRules
 from repayments.models.disputes import (
     OPEN_DISPUTE_STATUSES,
     Dispute,
@@ -82,6 +82,7 @@ __all__ = [
     "ReconciliationRun",
     "RefundRequest",
     "RefundRequestStatus",
+    "RiskRules",
     "Role",
     "ScheduledDebit",
     "SettlementQuote",

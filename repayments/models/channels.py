@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -39,3 +40,53 @@ class ChannelSetting(models.Model):
 
     def __str__(self) -> str:
         return self.get_channel_display()
+
+
+class RiskRules(models.Model):
+    """The thresholds of the payment risk rules: a single row, kept in admin and
+    read by the method list on every request, so a change applies at once."""
+
+    SINGLE_ROW = 1
+
+    max_attempts_per_hour = models.PositiveSmallIntegerField(
+        _("attempts per loan per hour"),
+        default=5,
+        validators=[MinValueValidator(1)],
+        help_text=_("More payment attempts than this for one loan within an hour are refused."),
+    )
+    circuit_min_attempts = models.PositiveSmallIntegerField(
+        _("circuit breaker: minimum attempts"),
+        default=5,
+        validators=[MinValueValidator(1)],
+        help_text=_("A channel is judged only after this many attempts in five minutes."),
+    )
+    circuit_failure_percent = models.PositiveSmallIntegerField(
+        _("circuit breaker: unreachable share (%)"),
+        default=50,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text=_("The channel is paused when at least this share could not reach it."),
+    )
+    circuit_cool_off_seconds = models.PositiveIntegerField(
+        _("circuit breaker: pause (seconds)"),
+        default=60,
+        validators=[MinValueValidator(1)],
+        help_text=_("How long a paused channel stays paused after its last unreachable failure."),
+    )
+
+    class Meta:
+        verbose_name = _("risk rules")
+        verbose_name_plural = _("risk rules")
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="risk_rules_single_row"),
+            models.CheckConstraint(
+                condition=Q(max_attempts_per_hour__gte=1)
+                & Q(circuit_min_attempts__gte=1)
+                & Q(circuit_failure_percent__gte=1)
+                & Q(circuit_failure_percent__lte=100)
+                & Q(circuit_cool_off_seconds__gte=1),
+                name="risk_rules_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return str(_("Risk rules"))

@@ -18,6 +18,7 @@ from repayments.domain.availability import (
     MethodFacts,
     MethodOption,
     Reason,
+    RiskLimits,
     circuit_is_open,
     method_options,
     recommended,
@@ -33,6 +34,7 @@ from repayments.models import (
     Payment,
     PaymentAttempt,
     PaymentMethodType,
+    RiskRules,
 )
 
 METHOD_CHANNEL = {
@@ -47,7 +49,6 @@ CARD_METHODS = {PaymentMethodType.BANK_DEBIT_CARD: False, PaymentMethodType.BANK
 # Attempts that failed because the channel could not be reached carry this code.
 UNREACHABLE_FAILURE_CODE = "channel_unavailable"
 HEALTH_WINDOW = timedelta(minutes=5)
-CIRCUIT_COOL_OFF = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,13 @@ def payment_choice_for(*, loan: Loan, amount: Decimal | str, now: datetime) -> P
     :raises InvalidAmount: for a malformed amount.
     """
     value = parse_amount(amount)
+    limits = risk_limits()
     options = method_options(
         amount=value,
         loan=_loan_facts(loan, now),
         methods=_method_facts(loan, now),
-        channels=channel_states(now),
+        channels=channel_states(now, limits),
+        limits=limits,
     )
     explained = [
         ExplainedOption(o, str(PaymentMethodType(o.method_type).label), explain(o)) for o in options
@@ -140,7 +143,20 @@ def _as_unhealthy(explained: ExplainedOption, *, retry_after: datetime) -> Expla
     return ExplainedOption(option, explained.label, explain(option))
 
 
-def channel_states(now: datetime) -> dict[str, ChannelState]:
+def risk_limits() -> RiskLimits:
+    """The admin-kept thresholds, read on every call so a change applies at once."""
+    rules = RiskRules.objects.filter(pk=RiskRules.SINGLE_ROW).first()
+    if rules is None:
+        return RiskLimits()
+    return RiskLimits(
+        max_attempts_per_hour=rules.max_attempts_per_hour,
+        circuit_min_attempts=rules.circuit_min_attempts,
+        circuit_failure_ratio=Decimal(rules.circuit_failure_percent) / 100,
+        circuit_cool_off=timedelta(seconds=rules.circuit_cool_off_seconds),
+    )
+
+
+def channel_states(now: datetime, limits: RiskLimits | None = None) -> dict[str, ChannelState]:
     """Each channel's settings, maintenance window and circuit breaker, as of ``now``."""
     health = (
         PaymentAttempt.objects.filter(created_at__gte=now - HEALTH_WINDOW)
@@ -152,26 +168,31 @@ def channel_states(now: datetime) -> dict[str, ChannelState]:
         )
     )
     by_channel = {row["channel"]: row for row in health}
+    limits = limits or risk_limits()
     states = {}
     for setting in ChannelSetting.objects.all():
         row = by_channel.get(setting.channel, {"attempts": 0, "unreachable": 0})
-        tripped = circuit_is_open(attempts=row["attempts"], unreachable=row["unreachable"])
+        tripped = circuit_is_open(
+            attempts=row["attempts"], unreachable=row["unreachable"], limits=limits
+        )
         states[setting.channel] = ChannelState(
             channel=setting.channel,
             enabled=setting.is_enabled,
             priority=setting.priority,
             single_limit=setting.single_payment_limit,
             maintenance_until=_maintenance_until(setting, now),
-            circuit_open_until=_circuit_until(row, tripped, now),
+            circuit_open_until=_circuit_until(row, tripped, now, limits.circuit_cool_off),
         )
     return states
 
 
-def _circuit_until(row: dict[str, Any], tripped: bool, now: datetime) -> datetime | None:
+def _circuit_until(
+    row: dict[str, Any], tripped: bool, now: datetime, cool_off: timedelta
+) -> datetime | None:
     """Open until a cool-off after the last unreachable failure, and no longer."""
     if not tripped or row.get("last_failure") is None:
         return None
-    until: datetime = row["last_failure"] + CIRCUIT_COOL_OFF
+    until: datetime = row["last_failure"] + cool_off
     return until if until > now else None
 
 

@@ -44,6 +44,7 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
         "view_reconciliationrun",
         "view_discrepancy",
         "view_channelsetting",
+        "view_riskrules",
         # The support console, plus the checker's side: approve refunds, correct reviews.
         "use_support_console",
         "act_in_support_console",
