@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 
 from repayments.domain.identity import id_check_char
 from repayments.models import Loan, LoanProduct, User
@@ -24,6 +25,20 @@ _serial = itertools.count(1)
 def at(day: date, hour: int = 10, minute: int = 0) -> datetime:
     """An aware Shanghai datetime: how every test reads the clock."""
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=SHANGHAI)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing() -> Iterator[None]:
+    """Hash test passwords cheaply: PBKDF2's million rounds would dominate the suite.
+
+    PBKDF2 stays listed so a hash made the production way still verifies."""
+    with override_settings(
+        PASSWORD_HASHERS=[
+            "django.contrib.auth.hashers.MD5PasswordHasher",
+            "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        ]
+    ):
+        yield
 
 
 @pytest.fixture
