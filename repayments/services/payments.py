@@ -52,7 +52,7 @@ from repayments.services.errors import (
     QuoteNotUsable,
 )
 from repayments.services.payment_notices import payment_notices_on_change
-from repayments.services.timeline import timeline_record
+from repayments.services.timeline import timeline_event, timeline_record
 
 PAYABLE_STATUSES = frozenset(
     {PaymentStatus.CREATED, PaymentStatus.PROCESSING, PaymentStatus.FAILED}
@@ -190,7 +190,7 @@ def attempt_open(
                 payment, PaymentStatus.PROCESSING, now=now, attempt=attempt, events=events
             )
         events.append(
-            _event(
+            timeline_event(
                 payment=payment,
                 attempt=attempt,
                 kind=EventKind.REQUEST,
@@ -268,7 +268,7 @@ def attempt_apply_locked(
         previous = attempt.status
         _apply_outcome(attempt, outcome, now)
         events.append(
-            _event(
+            timeline_event(
                 payment=payment,
                 attempt=attempt,
                 kind=outcome.source,
@@ -317,7 +317,7 @@ def _is_ignorable(attempt: PaymentAttempt, outcome: Outcome) -> bool:
 def _ignored_event(
     payment: Payment, attempt: PaymentAttempt, outcome: Outcome, now: datetime
 ) -> PaymentEvent:
-    return _event(
+    return timeline_event(
         payment=payment,
         attempt=attempt,
         kind=EventKind.IGNORED,
@@ -326,31 +326,6 @@ def _ignored_event(
         from_status=attempt.status,
         to_status=attempt.status,
         data={"reported": outcome.status, "source": outcome.source, **outcome.evidence},
-    )
-
-
-def _event(
-    *,
-    payment: Payment,
-    kind: EventKind,
-    summary: str,
-    now: datetime,
-    attempt: PaymentAttempt | None = None,
-    from_status: str = "",
-    to_status: str = "",
-    data: dict[str, Any] | None = None,
-) -> PaymentEvent:
-    """A timeline event, unsaved: a state change writes its events in one INSERT
-    (as :func:`~repayments.services.timeline.timeline_record` would, one by one)."""
-    return PaymentEvent(
-        payment=payment,
-        attempt=attempt,
-        kind=kind,
-        summary=summary[:200],
-        from_status=from_status,
-        to_status=to_status,
-        data=data or {},
-        occurred_at=now,
     )
 
 
@@ -388,7 +363,7 @@ def _follow_attempt(
         if payment.status == PaymentStatus.SUCCEEDED:
             # A second attempt also took money: keep one, the other must be refunded.
             events.append(
-                _event(
+                timeline_event(
                     payment=payment,
                     attempt=attempt,
                     kind=EventKind.NOTE,
@@ -435,7 +410,7 @@ def _move_payment(
     data = {"late_success": True} if late else {}
     summary = f"payment {previous} -> {target}" + (" (late success: money arrived)" if late else "")
     events.append(
-        _event(
+        timeline_event(
             payment=payment,
             attempt=attempt,
             kind=EventKind.STATE_CHANGE,
