@@ -100,11 +100,12 @@ def make_loan(
         principal: str = "100000.00",
         start_date: date = date(2026, 1, 5),
         borrower: User | None = None,
+        product: LoanProduct | None = None,
         **product_fields: Any,
     ) -> Loan:
         return loan_create(
             borrower=borrower or make_borrower(),
-            product=make_product(**product_fields),
+            product=product or make_product(**product_fields),
             principal=principal,
             start_date=start_date,
             repayment_day=start_date.day if start_date.day <= 28 else 28,
