@@ -1,7 +1,7 @@
 """The repayment record page (车贷还款记录) under concurrent load, beside a one-query view.
 
-Usage (PostgreSQL, as in production; the database is created when missing):
-    .venv/bin/python bench/record_page.py \\
+Usage (PostgreSQL and Redis, as in production; the database is created when missing):
+    REDIS_URL=redis://127.0.0.1:6379/13 .venv/bin/python bench/record_page.py \\
         --database-url postgres://postgres@127.0.0.1:5432/anxin_bench_portal \\
         --workers 2 --concurrency 4 --seconds 40
 
@@ -561,7 +561,8 @@ def main() -> None:
     ratio = page.rate / baseline.rate if baseline.rate else 0.0
     multiple = page.pct_ms(99) / baseline.pct_ms(99) if baseline.pct_ms(99) else float("inf")
     print(
-        f"server: gunicorn {options.workers} sync workers, DJANGO_DEBUG=false, PostgreSQL; "
+        f"server: gunicorn {options.workers} sync workers, DJANGO_DEBUG=false, PostgreSQL, "
+        f"cache and sessions in {'Redis' if os.environ.get('REDIS_URL') else 'process memory'}; "
         f"client: {options.concurrency} threads per target, a new connection per request, "
         f"{options.rounds} alternating rounds of {block:.1f} s per target"
     )

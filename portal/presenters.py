@@ -26,6 +26,7 @@ from repayments.models import (
     PaymentMethodType,
     PaymentPurpose,
 )
+from repayments.selectors import RecordAttempt, RecordPayment, record_payment_of
 from repayments.services.allocation import accrue_penalties
 from repayments.services.methods import PaymentChoice
 
@@ -176,12 +177,15 @@ class PaymentRow:
     note: str  # a plain-words remark: a fallback, a late success, a failure reason
 
 
-def payment_rows(payments: Iterable[Payment], cards: Sequence[BoundCard]) -> list[PaymentRow]:
+def payment_rows(payments: Iterable[RecordPayment], cards: Sequence[BoundCard]) -> list[PaymentRow]:
     return [payment_row(payment, cards) for payment in payments]
 
 
-def payment_row(payment: Payment, cards: Sequence[BoundCard]) -> PaymentRow:
-    attempts = list(payment.attempts.all())  # prefetched, oldest first
+def payment_row(payment: RecordPayment | Payment, cards: Sequence[BoundCard]) -> PaymentRow:
+    """One record row; a payment model must come with its loan and attempts loaded."""
+    if isinstance(payment, Payment):
+        payment = record_payment_of(payment)
+    attempts = payment.attempts
     last = attempts[-1] if attempts else None
     method = method_words(last.method_type, cards) if last else ""
     channel = str(Channel(last.channel).label) if last else ""
@@ -189,8 +193,8 @@ def payment_row(payment: Payment, cards: Sequence[BoundCard]) -> PaymentRow:
         public_id=str(payment.public_id),
         amount=payment.amount,
         purpose=str(PaymentPurpose(payment.purpose).label),
-        contract_number=payment.loan.contract_number,
-        vehicle=payment.loan.vehicle,
+        contract_number=payment.contract_number,
+        vehicle=payment.vehicle,
         method=method,
         channel=channel,
         channel_differs=not method.startswith(channel),
@@ -202,7 +206,7 @@ def payment_row(payment: Payment, cards: Sequence[BoundCard]) -> PaymentRow:
     )
 
 
-def _row_note(payment: Payment, attempts: Sequence[PaymentAttempt]) -> str:
+def _row_note(payment: RecordPayment, attempts: Sequence[RecordAttempt]) -> str:
     status = PaymentStatus(payment.status)
     last = attempts[-1] if attempts else None
     if status == PaymentStatus.FAILED and last is not None:
@@ -232,7 +236,7 @@ FAILURE_WORDS = {
 }
 
 
-def failure_words(attempt: PaymentAttempt) -> str:
+def failure_words(attempt: PaymentAttempt | RecordAttempt) -> str:
     known = FAILURE_WORDS.get(attempt.failure_code)
     if known:
         return str(known)

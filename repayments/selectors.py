@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
@@ -56,6 +59,52 @@ def payment_timeline(*, payment: Payment) -> QuerySet[PaymentEvent]:
 # --- The borrower's repayment record (车贷还款记录) ---------------------------------
 
 
+@dataclass(frozen=True)
+class RecordAttempt:
+    """What a record row shows of one attempt."""
+
+    method_type: str
+    channel: str
+    status: str
+    failure_code: str
+    failure_message: str
+
+
+@dataclass(frozen=True)
+class RecordPayment:
+    """What a record row shows of one payment: plain values, no model instances.
+
+    The record page is read far more than anything else; building model instances for
+    a page of payments and their attempts was most of its cost.
+    """
+
+    public_id: UUID
+    amount: Decimal
+    purpose: str
+    status: str
+    created_at: datetime
+    value_at: datetime | None
+    succeeded_at: datetime | None
+    contract_number: str
+    vehicle: str
+    attempts: tuple[RecordAttempt, ...]  # oldest first
+
+
+_RECORD_PAYMENT_COLUMNS = (
+    "pk",
+    "public_id",
+    "amount",
+    "purpose",
+    "status",
+    "created_at",
+    "value_at",
+    "succeeded_at",
+    "loan__contract_number",
+    "loan__vehicle",
+)
+_RECORD_ATTEMPT_COLUMNS = ("method_type", "channel", "status", "failure_code", "failure_message")
+
+
 def payments_for_record(
     *,
     borrower: User,
@@ -64,11 +113,11 @@ def payments_for_record(
     created_from: datetime | None = None,
     created_before: datetime | None = None,
     trade_no: str = "",
-) -> QuerySet[Payment]:
-    """The borrower's payments, newest first, filtered, with each one's attempts.
+) -> QuerySet[Payment, tuple[Any, ...]]:
+    """The borrower's payments, newest first, filtered: the columns a record row shows.
 
-    Three queries per page whatever the number of payments: the page (joined to
-    its loan), its attempts, and the count the paginator asks for.
+    Page with it (the paginator counts it), then pass the page to
+    :func:`record_payments`: three queries per page whatever the number of payments.
     """
     payments = Payment.objects.filter(borrower=borrower)
     if loan_id is not None:
@@ -84,10 +133,42 @@ def payments_for_record(
             Q(channel_trade_no=trade_no) | Q(out_trade_no=trade_no)
         ).values("payment_id")
         payments = payments.filter(pk__in=matching)
-    return (
-        payments.select_related("loan")
-        .prefetch_related(Prefetch("attempts", queryset=_attempts_in_order()))
-        .order_by("-created_at", "-id")
+    return payments.order_by("-created_at", "-id").values_list(*_RECORD_PAYMENT_COLUMNS)
+
+
+def record_payments(rows: Iterable[tuple[Any, ...]]) -> list[RecordPayment]:
+    """The page's rows from :func:`payments_for_record`, each with its attempts (one query)."""
+    rows = list(rows)
+    attempts: dict[int, list[RecordAttempt]] = {row[0]: [] for row in rows}
+    found = (
+        PaymentAttempt.objects.filter(payment_id__in=list(attempts))
+        .order_by("created_at", "id")
+        .values_list("payment_id", *_RECORD_ATTEMPT_COLUMNS)
+    )
+    for payment_id, *columns in found:
+        attempts[payment_id].append(RecordAttempt(*columns))
+    return [
+        RecordPayment(*row[1:], attempts=tuple(attempts[row[0]]))  # type: ignore[misc]
+        for row in rows
+    ]
+
+
+def record_payment_of(payment: Payment) -> RecordPayment:
+    """The same values from a payment loaded with its loan and (prefetched) attempts."""
+    return RecordPayment(
+        public_id=payment.public_id,
+        amount=payment.amount,
+        purpose=payment.purpose,
+        status=payment.status,
+        created_at=payment.created_at,
+        value_at=payment.value_at,
+        succeeded_at=payment.succeeded_at,
+        contract_number=payment.loan.contract_number,
+        vehicle=payment.loan.vehicle,
+        attempts=tuple(
+            RecordAttempt(*(getattr(a, name) for name in _RECORD_ATTEMPT_COLUMNS))
+            for a in payment.attempts.all()
+        ),
     )
 
 

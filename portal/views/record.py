@@ -12,16 +12,20 @@ import functools
 import hashlib
 import logging
 import re
+import sys
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.template.loader import get_template, render_to_string
 from django.urls import get_script_prefix
@@ -42,12 +46,14 @@ from portal.presenters import (
 from portal.timeline import timeline_steps, trade_numbers
 from portal.views.payflow import next_action_for, user_of
 from repayments.domain.states import OPEN_ATTEMPT_STATUSES, PaymentStatus
-from repayments.models import Payment, PaymentAttempt, User
+from repayments.models import BoundCard, Payment, PaymentAttempt, User
 from repayments.selectors import (
+    RecordPayment,
     cards_for_borrower,
     loan_choices_for_borrower,
     payment_for_borrower,
     payments_for_record,
+    record_payments,
 )
 from repayments.selectors_borrower import payments_by_trade_number
 from repayments.services.janitor import attempt_query_now
@@ -83,20 +89,110 @@ def record(request: HttpRequest) -> HttpResponse:
         trade_no=filters.get("trade_no") or "",
     )
     page = Paginator(payments, PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = payment_rows(page.object_list, cards_for_borrower(borrower=borrower))
+    shown = record_payments(page.object_list)
+    cards = cards_for_borrower(borrower=borrower)
+    # Everything the page shows comes from what was just read: the same reads give the
+    # same page, so it is served from the cache until one of them changes.
+    cacheable = "lookup" not in request.GET and not _has_messages(request)
+    key = _page_key(request, loans, page.paginator.count, page.number, shown, cards)
+    if cacheable and (html := cache.get(key)) is not None:
+        return _with_csrf_token(request, html)
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("lookup", None)  # paging on must not repeat the lookup
-    many_loans = len(loans) > 1
+    rows = payment_rows(shown, cards)
     context = {
         "form": form,
-        "rows": rendered_rows(rows, poll=_poll_context(0), many_loans=many_loans),
+        "rows": rendered_rows(rows, poll=_poll_context(0), many_loans=len(loans) > 1),
         "page": page,
         "query": query.urlencode(),
         "filtered": any(filters.get(name) for name in form.fields),
         "lookup": lookup,
     }
-    return render(request, "portal/record.html", context)
+    if not cacheable:
+        return render(request, "portal/record.html", context)
+    html = _render_for_cache(request, "portal/record.html", context)
+    cache.set(key, html, PAGE_CACHE_SECONDS)
+    return _with_csrf_token(request, html)
+
+
+# --- The whole page, cached -------------------------------------------------------------
+
+PAGE_CACHE_SECONDS = 10 * 60
+# Stands in for the CSRF token in a cached page; each answer gets its own token.
+CSRF_PLACEHOLDER = "csrf-token-placeholder-7f3c9a1e"
+
+
+def _page_key(
+    request: HttpRequest,
+    loans: list[tuple[int, str, str]],
+    count: int,
+    number: int,
+    shown: list[RecordPayment],
+    cards: list[BoundCard],
+) -> str:
+    """A digest of everything the page is made from, and of how it is made.
+
+    The page is a function of these reads (the borrower's loans, how many payments
+    match, the page's payments with their attempts, the cards that name a method), the
+    request's path and filters, the language and time zone, and the code and templates
+    that render them: the same digest can only mean the same page.
+    """
+    shown_cards = [(c.is_credit, c.card_masked, c.bank_name) for c in cards]
+    made_from = repr(
+        (
+            request.user.pk,
+            request.get_full_path(),
+            loans,
+            count,
+            number,
+            shown,
+            shown_cards,
+            translation.get_language(),
+            timezone.get_current_timezone_name(),
+            get_script_prefix(),
+        )
+    )
+    digest = hashlib.sha256(made_from.encode()).hexdigest()
+    return f"portal:record-page:{_page_code_version()}:{digest}"
+
+
+def _has_messages(request: HttpRequest) -> bool:
+    """A flash message is shown once: such a page is rendered, never cached."""
+    return bool(len(messages.get_messages(request)))
+
+
+def _render_for_cache(request: HttpRequest, template: str, context: dict[str, Any]) -> str:
+    """Render with what the context processors would give, but a stand-in CSRF token."""
+    shared = {
+        "request": request,
+        "user": request.user,
+        "messages": (),
+        "csrf_token": CSRF_PLACEHOLDER,
+        **context,
+    }
+    return get_template(template).render(shared)
+
+
+def _with_csrf_token(request: HttpRequest, html: str) -> HttpResponse:
+    return HttpResponse(html.replace(CSRF_PLACEHOLDER, get_token(request)))
+
+
+@functools.cache
+def _page_code_version() -> str:
+    """The code and templates that make the page: a deploy that changes any starts afresh."""
+    parts = [
+        Path(get_template(name).origin.name).read_bytes()  # type: ignore[attr-defined]
+        for name in ("base.html", "portal/record.html", "portal/_pagination.html")
+    ]
+    parts += [
+        Path(module.__file__).read_bytes()
+        for module in (sys.modules[__name__], sys.modules[payment_rows.__module__])
+        if module.__file__
+    ]
+    catalogues = sorted(Path(settings.BASE_DIR, "locale").rglob("*.mo"))
+    parts += [path.read_bytes() for path in catalogues]
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()[:12]
 
 
 @login_required

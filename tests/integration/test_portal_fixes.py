@@ -10,8 +10,12 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from django.contrib import messages
+from django.contrib.messages.storage.cookie import CookieStorage
 from django.core.cache import cache
 from django.db import connection
+from django.http import HttpResponse
+from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -442,6 +446,115 @@ def test_the_row_cache_is_per_language(client, borrower, loan, row_renders) -> N
     assert "Succeeded" in english[0]
     assert "Succeeded" not in chinese[0]
     assert len(row_renders) == 2
+
+
+# --- The whole record page cached, never stale --------------------------------------------
+
+
+@pytest.fixture
+def page_renders(monkeypatch) -> list[str]:
+    """Whole record pages actually rendered for the cache (cache misses)."""
+    rendered: list[str] = []
+    original = record_views._render_for_cache
+
+    def counting(request: Any, template: str, context: dict[str, Any]) -> str:
+        html = original(request, template, context)
+        rendered.append(html)
+        return html
+
+    monkeypatch.setattr(record_views, "_render_for_cache", counting)
+    return rendered
+
+
+def _csrf_tokens(html: str) -> set[str]:
+    return set(re.findall(r'(?:csrfmiddlewaretoken" value="|"X-CSRFToken": ")([^"]+)', html))
+
+
+def test_the_same_reads_serve_the_cached_page_with_this_visits_csrf_token(
+    client, borrower, loan, page_renders
+) -> None:
+    pay(loan, "100.00", T0)
+    client.force_login(borrower)
+
+    first = client.get(reverse("record")).content.decode()
+    second = client.get(reverse("record")).content.decode()
+
+    assert len(page_renders) == 1  # the second visit rendered nothing
+    assert record_views.CSRF_PLACEHOLDER not in first + second
+    [token] = _csrf_tokens(second)
+    # The token is this session's: signing out with it is accepted by the CSRF check.
+    client.handler.enforce_csrf_checks = True
+    assert client.post(reverse("logout"), {"csrfmiddlewaretoken": token}).status_code == 302
+
+
+def test_a_new_payment_or_state_change_renders_the_page_again(
+    client, borrower, loan, page_renders
+) -> None:
+    _payment, attempt = open_attempt(loan, "100.00", T0)
+    client.force_login(borrower)
+    assert (
+        "Being confirmed"
+        in client.get(reverse("record"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    )
+
+    report(attempt, AttemptStatus.SUCCEEDED, T0 + timedelta(minutes=2))
+    after = client.get(reverse("record"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Being confirmed" not in after
+    assert "Succeeded" in after
+
+    pay(loan, "30.00", T0 + timedelta(hours=1))
+    newest = client.get(reverse("record"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "30.00" in newest
+    assert len(page_renders) == 3
+
+
+def test_filters_pages_and_languages_are_cached_apart(client, borrower, loan, page_renders) -> None:
+    pay(loan, "100.00", T0)
+    client.force_login(borrower)
+
+    english = client.get(reverse("record"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    chinese = client.get(reverse("record"), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    failed_only = client.get(
+        reverse("record"), {"status": "failed"}, HTTP_ACCEPT_LANGUAGE="en"
+    ).content.decode()
+
+    assert "Car-loan repayment record" in english
+    assert "车贷还款记录" in chinese
+    assert "No repayment matches these filters." in failed_only
+    assert len(page_renders) == 3
+
+
+def test_another_borrowers_page_is_never_served(client, borrower, loan, make_borrower) -> None:
+    pay(loan, "100.00", T0)
+    other = make_borrower()
+    client.force_login(borrower)
+    mine = client.get(reverse("record"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    client.force_login(other)
+    theirs = client.get(reverse("record"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    assert 'class="payment ' in mine
+    assert 'class="payment ' not in theirs
+    assert "You have not made any repayment yet." in theirs
+
+
+def test_a_flash_message_is_shown_once_and_never_cached(
+    client, borrower, loan, page_renders
+) -> None:
+    pay(loan, "100.00", T0)
+    client.force_login(borrower)
+    client.get(reverse("record"))  # cached now
+    # A message left for the next page, as a redirect after paying leaves it.
+    storage = CookieStorage(RequestFactory().get("/"))
+    storage.add(messages.SUCCESS, "Payment started")
+    carrier = HttpResponse()
+    storage.update(carrier)
+    client.cookies["messages"] = carrier.cookies["messages"].value
+
+    with_message = client.get(reverse("record"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    after = client.get(reverse("record"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    assert "Payment started" in with_message
+    assert "Payment started" not in after
 
 
 def test_a_row_key_changes_with_what_the_row_shows(loan) -> None:
