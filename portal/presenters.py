@@ -286,7 +286,19 @@ def amount_choices(loan: Loan, installments: list[Installment], today: date) -> 
             )
         )
     choices.append(AmountChoice("custom", _("Another amount"), None, ""))
+    choices.append(
+        AmountChoice(
+            SETTLE_CHOICE,
+            _("Settle the whole loan early"),
+            None,
+            _("You first see a quote with every line; nothing is paid until you confirm it."),
+        )
+    )
     return choices
+
+
+# The amount step's choice that leads to an early-settlement quote instead of an amount.
+SETTLE_CHOICE = "settle"
 
 
 def outstanding_total(installments: Iterable[Installment]) -> Decimal:

@@ -22,23 +22,22 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.forms import FallbackForm, PayAmountForm, PayConfirmForm
 from portal.presenters import (
+    SETTLE_CHOICE,
     amount_choices,
     domain_error_words,
     method_choices,
-    method_words,
     outstanding_total,
-    withholding_card,
 )
 from portal.views.payflow import (
     after_start,
+    method_option,
     next_action_for,
-    remember_next_action,
+    start_with_method,
     submit_once,
     user_of,
 )
 from repayments.domain.errors import DomainError
-from repayments.domain.states import AttemptStatus
-from repayments.models import Loan, LoanStatus, Payment, PaymentMethodType
+from repayments.models import Loan, LoanStatus, PaymentMethodType
 from repayments.selectors import (
     cards_for_borrower,
     installments_for_loan,
@@ -46,14 +45,11 @@ from repayments.selectors import (
     payment_by_idempotency_key,
     payment_for_borrower,
 )
-from repayments.services.errors import AttemptAlreadyOpen
 from repayments.services.methods import (
-    ExplainedOption,
     fallback_choice_for,
     payment_choice_for,
 )
 from repayments.services.payments import payment_create
-from repayments.services.routing import FallbackNotSafe, payment_fallback, payment_start
 
 
 @login_required
@@ -64,6 +60,8 @@ def pay(request: HttpRequest, loan_id: int) -> HttpResponse:
     if loan.status != LoanStatus.ACTIVE:
         messages.info(request, _("This loan is settled; there is nothing left to repay."))
         return redirect("home")
+    if request.GET.get("choice") == SETTLE_CHOICE:
+        return redirect("settlement", loan_id=loan.pk)
     choices, limit = _amounts(loan)
     form = PayAmountForm(
         request.GET if "choice" in request.GET else None,
@@ -120,7 +118,7 @@ def _submit(
     if existing is not None and existing.attempts.all():
         # Submitted before (a double tap, a reload, the back button): same payment.
         return after_start(request, existing, next_action_for(request, existing))
-    option = _option(loan, amount, method)
+    option = method_option(loan, amount, method)
     if existing is None and option is not None and not option.option.available:
         form.add_error("method", option.message)
         return _methods_page(request, loan, amount, form, status=409)
@@ -128,7 +126,7 @@ def _submit(
         payment = existing or payment_create(
             loan=loan, amount=amount, now=now, idempotency_key=key, actor=borrower
         )
-        return _start(request, payment, method, fallback=False)
+        return start_with_method(request, payment, method, fallback=False)
     except DomainError as exc:
         form.add_error(None, domain_error_words(exc))
         return _methods_page(request, loan, amount, form, status=409)
@@ -159,50 +157,10 @@ def pay_fallback(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         if not first:
             return redirect("payment-detail", public_id=payment.public_id)
         try:
-            return _start(request, payment, method, fallback=True)
+            return start_with_method(request, payment, method, fallback=True)
         except DomainError as exc:
             messages.error(request, domain_error_words(exc))
             return redirect("payment-detail", public_id=payment.public_id)
-
-
-def _start(
-    request: HttpRequest, payment: Payment, method: PaymentMethodType, *, fallback: bool
-) -> HttpResponse:
-    """Send the payment to the method's channel and take the borrower where it says.
-
-    :raises DomainError: what the routing services refuse with, other than the two
-        answered here (another attempt in flight; an earlier one not yet known).
-    """
-    now = timezone.now()
-    cards = cards_for_borrower(borrower=user_of(request))
-    card = withholding_card(method, cards, timezone.localdate(now))
-    start = payment_fallback if fallback else payment_start
-    try:
-        started = start(
-            payment_id=payment.pk,
-            method_type=method,
-            now=now,
-            card_token=card.card_token if card else "",
-        )
-    except (AttemptAlreadyOpen, FallbackNotSafe):
-        messages.info(
-            request,
-            _(
-                "An earlier attempt for this loan is still being confirmed. We will not "
-                "charge you twice: please wait for its result."
-            ),
-        )
-        return redirect("payment-detail", public_id=payment.public_id)
-    if started.attempt.method_type != method and started.attempt.status == AttemptStatus.SUCCEEDED:
-        messages.success(request, _("Your earlier payment went through; nothing more to pay."))
-    if started.attempt.status in (AttemptStatus.FAILED, AttemptStatus.CLOSED):
-        messages.error(
-            request,
-            _("%(method)s could not take this payment. Please choose another method below.")
-            % {"method": method_words(method)},
-        )
-    remember_next_action(request, payment, started.next_action)
-    return after_start(request, payment, started.next_action)
 
 
 def _methods_page(
@@ -226,11 +184,6 @@ def _methods_page(
         "any_available": any(m.available for m in methods),
     }
     return render(request, "portal/pay_methods.html", context, status=status)
-
-
-def _option(loan: Loan, amount: Decimal, method: str) -> ExplainedOption | None:
-    choice = payment_choice_for(loan=loan, amount=amount, now=timezone.now())
-    return next((o for o in choice.options if o.option.method_type == method), None)
 
 
 def _amounts(loan: Loan) -> tuple[list[Any], Decimal]:

@@ -24,8 +24,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from portal.forms import KEY_PATTERN, DateInput
 from portal.presenters import domain_error_words, method_choices
-from portal.views.pay import _option, _start
-from portal.views.payflow import after_start, next_action_for, submit_once, user_of
+from portal.views.payflow import (
+    after_start,
+    method_option,
+    next_action_for,
+    start_with_method,
+    submit_once,
+    user_of,
+)
 from repayments.domain.errors import DomainError
 from repayments.domain.settlement import NothingToSettle
 from repayments.models import Loan, LoanStatus, PaymentMethodType, SettlementQuote
@@ -141,7 +147,7 @@ def settlement_pay(request: HttpRequest, loan_id: int, quote_id: uuid.UUID) -> H
             return after_start(request, existing, next_action_for(request, existing))
         if existing is None and quote.valid_until < now:
             return _quote_page(request, loan, quote, form, status=409)  # shows "expired"
-        option = _option(loan, quote.total, method)
+        option = method_option(loan, quote.total, method)
         if existing is None and (option is None or not option.option.available):
             form.add_error(
                 "method", option.message if option else _("Please choose a payment method.")
@@ -156,7 +162,7 @@ def settlement_pay(request: HttpRequest, loan_id: int, quote_id: uuid.UUID) -> H
                 quote=quote,
                 actor=borrower,
             )
-            return _start(request, payment, method, fallback=False)
+            return start_with_method(request, payment, method, fallback=False)
         except QuoteNotUsable:
             return _quote_page(request, loan, quote, form, status=409)
         except DomainError as exc:

@@ -362,6 +362,16 @@ def test_pay_page_offers_the_installment_then_every_method_with_reasons(
     assert "尚未绑定代扣银行卡" in html
 
 
+def test_the_amount_step_offers_early_settlement_and_leads_to_its_quote(signed_in, loan) -> None:
+    step1 = signed_in.get(reverse("pay", args=[loan.pk]), HTTP_ACCEPT_LANGUAGE="en")
+    assert 'value="settle"' in page_html(step1)
+    assert "Settle the whole loan early" in page_text(step1)
+
+    chosen = signed_in.get(reverse("pay", args=[loan.pk]), {"choice": "settle"})
+    assert chosen.status_code == 302
+    assert chosen["Location"] == reverse("settlement", args=[loan.pk])
+
+
 def test_custom_amount_is_checked_with_a_field_error(signed_in, loan) -> None:
     html = page_text(
         signed_in.get(
