@@ -154,7 +154,7 @@ def _page_key(
         )
     )
     digest = hashlib.sha256(made_from.encode()).hexdigest()
-    return f"portal:record-page:{_page_code_version()}:{digest}"
+    return f"portal:record-page:{_render_code_version()}:{digest}"
 
 
 def _has_messages(request: HttpRequest) -> bool:
@@ -179,8 +179,9 @@ def _with_csrf_token(request: HttpRequest, html: str) -> HttpResponse:
 
 
 @functools.cache
-def _page_code_version() -> str:
-    """The code and templates that make the page: a deploy that changes any starts afresh."""
+def _render_code_version() -> str:
+    """The code, templates and translations that render the page and its rows: a deploy
+    that changes any of them starts both caches afresh."""
     parts = [
         Path(get_template(name).origin.name).read_bytes()  # type: ignore[attr-defined]
         for name in ("base.html", "portal/record.html", "portal/_pagination.html")
@@ -213,8 +214,6 @@ def record_row(request: HttpRequest, public_id: UUID) -> HttpResponse:
 
 ROW_TEMPLATE = "portal/record.html#row"
 ROW_CACHE_SECONDS = 24 * 3600
-# Bump when the row's output changes without its template file changing (e.g. a filter).
-ROW_CACHE_VERSION = 1
 
 
 def rendered_rows(
@@ -225,7 +224,7 @@ def rendered_rows(
     Rendering the rows ({% translate %}, {% url %}) is most of the record page's
     template time. The key is a digest of everything the row shows (the presented
     ``PaymentRow``: status, note, times, method), the poll state, the language, the
-    time zone and the template's own version: any change to the payment or its attempts
+    time zone and the version of the code, templates and translations that render it: any change to the payment or its attempts
     that changes what the row says gives a new key, so a cached row can never show an
     older state (e.g. "being confirmed" after success) than a fresh render would.
     """
@@ -258,15 +257,7 @@ def _row_key(context: dict[str, Any]) -> str:
         )
     )
     digest = hashlib.sha256(shown.encode()).hexdigest()
-    return f"portal:record-row:{_row_template_version()}:{digest}"
-
-
-@functools.cache
-def _row_template_version() -> str:
-    """The row template's content digest: a deploy that changes it starts a new cache."""
-    template = get_template("portal/record.html")
-    source = Path(template.origin.name).read_bytes()  # type: ignore[attr-defined]  # stubs lack it
-    return f"{ROW_CACHE_VERSION}-{hashlib.sha256(source).hexdigest()[:12]}"
+    return f"portal:record-row:{_render_code_version()}:{digest}"
 
 
 @login_required
