@@ -224,9 +224,10 @@ def rendered_rows(
     Rendering the rows ({% translate %}, {% url %}) is most of the record page's
     template time. The key is a digest of everything the row shows (the presented
     ``PaymentRow``: status, note, times, method), the poll state, the language, the
-    time zone and the version of the code, templates and translations that render it: any change to the payment or its attempts
-    that changes what the row says gives a new key, so a cached row can never show an
-    older state (e.g. "being confirmed" after success) than a fresh render would.
+    time zone and the version of the code, templates and translations that render it:
+    any change to the payment or its attempts that changes what the row says gives a new
+    key, so a cached row can never show an older state (e.g. "being confirmed" after
+    success) than a fresh render would.
     """
     contexts = [
         {"row": row, "poll": poll if not row.status.is_final else None, "many_loans": many_loans}
