@@ -20,6 +20,7 @@ from repayments.services.autodebit import (
 )
 from repayments.services.callbacks import callback_process, callbacks_due_for_sweep
 from repayments.services.janitor import janitor_check, janitor_claim
+from repayments.services.password_reset import password_reset_send
 from repayments.services.reconciliation import reconcile_channel_day
 from repayments.services.reminders import reminders_enqueue
 from repayments.services.routing import duplicates_refund
@@ -131,3 +132,8 @@ def reconcile_channel(*, channel: str) -> int:
     now = timezone.now()
     day = timezone.localdate(now) - timedelta(days=1)
     return reconcile_channel_day(channel=channel, day=day, now=now).discrepancy_count
+
+
+@shared_task(name="repayments.tasks.send_password_reset_code", acks_late=True)
+def send_password_reset_code(*, code_id: int, language: str) -> bool:
+    return password_reset_send(code_id=code_id, language=language)

@@ -31,6 +31,7 @@ from repayments.services.password_reset import (
     password_reset_confirm,
     password_reset_request,
 )
+from repayments.tasks import send_password_reset_code
 
 SESSION_PHONE = "password-reset-phone"
 
@@ -103,16 +104,15 @@ def password_reset(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         phone = form.cleaned_data["phone"]
         try:
-            sent = password_reset_request(
-                phone=phone,
-                ip=_client_ip(request),
-                now=timezone.now(),
-                language=translation.get_language() or "zh-hans",
-            )
+            sent = password_reset_request(phone=phone, ip=_client_ip(request), now=timezone.now())
         except ResetThrottled as exc:
             form.add_error(None, _throttle_words(exc))
             status = 429
         else:
+            # Queued for every number alike: the SMS never makes a known one answer slower.
+            send_password_reset_code.delay(
+                code_id=sent.code_id, language=translation.get_language() or "zh-hans"
+            )
             request.session[SESSION_PHONE] = phone
             messages.info(
                 request,

@@ -6,7 +6,10 @@
   stored rows (so the limits hold across web processes).
 - Nothing tells a registered number from an unknown one: a row is written and
   throttled either way, the answer is the same, and an unknown number's row can
-  never match. Only a registered number is sent an SMS.
+  never match. The code is made and texted afterwards, by a task queued the same
+  way for both (:func:`password_reset_send`), so the answer also takes the same
+  time: the SMS provider's round trip happens only for a registered number, and
+  never while the borrower waits.
 - The SMS goes straight to the configured SMS provider, not through the outbox: the
   outbox would keep the code in clear, show it in the in-app inbox, and hold it back
   in quiet hours.
@@ -74,14 +77,14 @@ class ResetCodeLocked(DomainError):
 class ResetRequested:
     masked_phone: str
     valid_for: timedelta
+    code_id: int  # queue password_reset_send with it, whether or not the number is known
 
 
-def password_reset_request(
-    *, phone: str, ip: str | None, now: datetime, language: str = "zh-hans"
-) -> ResetRequested:
-    """Issue a code for ``phone`` and text it if the number is registered.
+def password_reset_request(*, phone: str, ip: str | None, now: datetime) -> ResetRequested:
+    """Record a request for a code for ``phone``; the code itself comes from
+    :func:`password_reset_send`, which the caller queues with ``code_id``.
 
-    The answer is the same whether or not it is.
+    The answer is the same whether or not the number is registered.
 
     :raises InvalidIdentity: when ``phone`` is not a mainland mobile number.
     :raises ResetThrottled: when this number or this IP asked too often.
@@ -89,13 +92,11 @@ def password_reset_request(
     number = normalise_phone(phone)
     _check_throttle(number, ip, now)
     user = User.objects.filter(phone=number, is_active=True).first()
-    code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
-    salt = secrets.token_hex(8)
     with transaction.atomic():
         row = PasswordResetCode.objects.create(
             phone=number,
             user=user,
-            code_hash=f"{salt}${_digest(salt, code)}",
+            code_hash="",  # matches nothing until the code is made
             requested_ip=ip,
             created_at=now,
             expires_at=now + CODE_VALID_FOR,
@@ -107,9 +108,29 @@ def password_reset_request(
             now=now,
             data={"ip": ip or "", "registered": user is not None, "code_id": row.pk},
         )
-    if user is not None:
-        _send(user, number, code, row.pk, language)
-    return ResetRequested(masked_phone=mask_phone(number), valid_for=CODE_VALID_FOR)
+    return ResetRequested(masked_phone=mask_phone(number), valid_for=CODE_VALID_FOR, code_id=row.pk)
+
+
+def password_reset_send(*, code_id: int, language: str = "zh-hans") -> bool:
+    """Make the requested code and text it, if the number is registered; True if sent.
+
+    Safe to run twice: a code is made once, so a redelivered task never replaces
+    the code the borrower already has.
+    """
+    with transaction.atomic():
+        row = (
+            PasswordResetCode.objects.select_for_update()
+            .select_related("user")
+            .filter(pk=code_id)
+            .first()
+        )
+        if row is None or row.user is None or row.code_hash or row.used_at is not None:
+            return False
+        code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+        salt = secrets.token_hex(8)
+        row.code_hash = f"{salt}${_digest(salt, code)}"
+        row.save(update_fields=["code_hash"])
+    return _send(row.user, row.phone, code, row.pk, language)
 
 
 def password_reset_confirm(*, phone: str, code: str, new_password: str, now: datetime) -> User:
@@ -196,12 +217,12 @@ def sms_provider() -> Provider | None:
     return default_provider("sms")
 
 
-def _send(user: User, phone: str, code: str, code_id: int, language: str) -> None:
-    """Text the code. A failure is logged, not shown: the page must read the same."""
+def _send(user: User, phone: str, code: str, code_id: int, language: str) -> bool:
+    """Text the code. A failure is logged: the borrower asks for a new code."""
     provider = sms_provider()
     if provider is None:
         logger.error("password reset code %s not sent: no SMS provider configured", code_id)
-        return
+        return False
     minutes = int(CODE_VALID_FOR.total_seconds() // 60)
     template = (
         DEFAULT_TEXTS.get(("verification_code", language))
@@ -217,3 +238,5 @@ def _send(user: User, phone: str, code: str, code_id: int, language: str) -> Non
         )
     except ProviderError:
         logger.exception("password reset code %s could not be sent", code_id)
+        return False
+    return True

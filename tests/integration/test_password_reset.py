@@ -19,6 +19,7 @@ from django.utils import timezone
 from notifications.providers.base import Recipient, Sent
 from repayments.models import AuditEntry, PasswordResetCode, User
 from repayments.services import password_reset as service
+from repayments.tasks import send_password_reset_code
 
 pytestmark = pytest.mark.django_db
 NEW_PASSWORD = "Harbour-Lantern-2718"
@@ -243,8 +244,38 @@ def test_the_verify_step_without_a_number_goes_back_to_step_one(web) -> None:
 
 
 def test_the_sms_text_names_the_code_and_its_validity(borrower, sms) -> None:
-    service.password_reset_request(phone=PHONE, ip=None, now=timezone.now())
+    requested = service.password_reset_request(phone=PHONE, ip=None, now=timezone.now())
+    assert service.password_reset_send(code_id=requested.code_id) is True
     message = sms.sent[-1]
     assert message["params"] == {"code": sms.last_code(), "minutes": 10}
     assert "10分钟内有效" in message["text"]
     assert message["text"].startswith("【安心还款】")
+
+
+def test_the_code_is_texted_by_a_task_queued_alike_for_known_and_unknown_numbers(
+    web, borrower, sms, monkeypatch
+) -> None:
+    queued: list[dict[str, Any]] = []
+    monkeypatch.setattr(send_password_reset_code, "delay", lambda **kw: queued.append(kw))
+    ask_code(web, PHONE)
+    other = web.__class__()
+    other.cookies["django_language"] = "en"
+    ask_code(other, UNKNOWN)
+
+    assert sms.sent == []  # nothing was texted while the borrower waited
+    known, unknown = (PasswordResetCode.objects.get(phone=p) for p in (PHONE, UNKNOWN))
+    assert queued == [
+        {"code_id": known.pk, "language": "en"},
+        {"code_id": unknown.pk, "language": "en"},
+    ]
+    assert known.code_hash == unknown.code_hash == ""  # no code exists before the task
+
+    assert send_password_reset_code(**queued[1]) is False  # unknown: nothing to text
+    assert send_password_reset_code(**queued[0]) is True
+    assert len(sms.sent) == 1
+    code = sms.last_code()
+    # A redelivered task does not replace the code the borrower already has.
+    assert send_password_reset_code(**queued[0]) is False
+    assert len(sms.sent) == 1
+    response = send_code(web, code)
+    assert response.status_code == 302
