@@ -336,7 +336,10 @@ class SettlementQuoteCreateSerializer(serializers.Serializer):
 
 
 class DisputeSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = serializers.UUIDField(source="public_id")
+    reference = serializers.CharField(
+        source="case_number", help_text="The short case number to quote to support."
+    )
     loan = serializers.IntegerField(source="loan_id")
     contract_number = serializers.CharField(source="loan.contract_number")
     payment = serializers.UUIDField(source="payment.public_id", allow_null=True)

@@ -64,6 +64,10 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     pattern=KEY_PATTERN.pattern,
 )
 ID_REGEX = "[0-9]{1,19}"
+# Payments and disputes are named by their public id, never by the row number.
+PUBLIC_ID = OpenApiParameter(
+    "id", uuid.UUID, OpenApiParameter.PATH, description="Its public id, as listed (a UUID)."
+)
 
 
 def _uuid_or_404(value: str) -> uuid.UUID:
@@ -291,6 +295,7 @@ class PaymentViewSet(viewsets.GenericViewSet):
         answer = status.HTTP_201_CREATED if submitted.created else status.HTTP_200_OK
         return Response(s.PaymentCreatedSerializer(payment).data, status=answer)
 
+    @extend_schema(parameters=[PUBLIC_ID])
     def retrieve(self, request: Request, pk: str) -> Response:
         """The payment's status and timeline. While it is processing, the channel is asked
         at once (at most every few seconds per attempt), so a lost callback shows up here."""
@@ -324,7 +329,7 @@ class DisputeViewSet(viewsets.GenericViewSet):
 
     queryset = Dispute.objects.all()  # for the schema only; scoped below
     serializer_class = s.DisputeSerializer
-    lookup_value_regex = ID_REGEX
+    lookup_value_regex = "[^/.]+"  # its public id, a UUID (checked in get_object)
 
     def get_queryset(self) -> QuerySet[Dispute]:
         return Dispute.objects.filter(borrower=borrower_of(self.request)).select_related(
@@ -335,6 +340,10 @@ class DisputeViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(s.DisputeSerializer(page, many=True).data)
 
+    def get_object(self) -> Dispute:
+        return get_object_or_404(self.get_queryset(), public_id=_uuid_or_404(self.kwargs["pk"]))
+
+    @extend_schema(parameters=[PUBLIC_ID])
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(s.DisputeSerializer(self.get_object()).data)
 

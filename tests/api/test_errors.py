@@ -102,6 +102,7 @@ def test_an_unsupported_method_is_405(alice: Borrower) -> None:
         "/api/v1/loans/0/schedule/",
         "/api/v1/payments/not-a-uuid/",
         "/api/v1/disputes/-1/",
+        "/api/v1/disputes/1/",  # row numbers name nothing: disputes go by their UUID
     ],
 )
 def test_unknown_or_absurd_paths_are_404_problems(alice: Borrower, path: str) -> None:

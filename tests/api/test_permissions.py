@@ -71,7 +71,7 @@ def ids(alice: Borrower, bob: Borrower) -> dict[str, Any]:
         "loan": alice.loan.pk,
         "quote": alice.quote.public_id,
         "payment": alice.payment.public_id,
-        "dispute": alice.dispute.pk,
+        "dispute": alice.dispute.public_id,
         "card": alice.card.pk,
         "own_loan": bob.loan.pk,
     }
@@ -107,7 +107,7 @@ def test_lists_hold_only_the_callers_own(alice, bob) -> None:
     notices = bob.client.get("/api/v1/notices/").json()["results"]
     repayments = bob.client.get(f"/api/v1/loans/{bob.loan.pk}/repayments/").json()["results"]
     assert [loan["id"] for loan in loans] == [bob.loan.pk]
-    assert [d["id"] for d in disputes] == [bob.dispute.pk]
+    assert [d["id"] for d in disputes] == [str(bob.dispute.public_id)]
     assert [n["id"] for n in notices] == [bob.notice.pk]
     assert [p["id"] for p in repayments] == [str(bob.payment.public_id)]
 
