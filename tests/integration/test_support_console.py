@@ -402,3 +402,11 @@ def test_an_unknown_search_says_so(world: World) -> None:
         "/support/search/?q=NOPE123", headers={"accept-language": "en"}
     )
     assert b"Nothing found" in page.content
+
+
+def test_the_console_footer_speaks_to_staff_not_borrowers(world: World) -> None:
+    client = _client_for(world, "agent")
+    page = client.get("/support/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    footer = page[page.index("<footer>") : page.index("</footer>")]
+    assert "400-800-0000" not in footer  # the borrowers' hotline
+    assert "audit log" in footer
