@@ -19,7 +19,6 @@ from repayments.models import (
     Role,
     User,
 )
-from repayments.services import support
 from repayments.services.support import (
     RefundAlreadyDecided,
     refund_request_create,
@@ -35,7 +34,7 @@ PASSWORD = "Checker-Maker-2026"
 
 
 def test_two_supervisors_approving_at_once_refund_the_duplicate_once(
-    make_loan: Callable[..., Loan], monkeypatch: pytest.MonkeyPatch
+    make_loan: Callable[..., Loan],
 ) -> None:
     roles_ensure()
     now = timezone.now() - timedelta(hours=1)
@@ -52,13 +51,17 @@ def test_two_supervisors_approving_at_once_refund_the_duplicate_once(
     report(first, AttemptStatus.SUCCEEDED, now)  # the first charge arrives late: a duplicate
     first.refresh_from_db()
     channels = FakeChannels()
-    monkeypatch.setitem(support.refund_request_decide.__kwdefaults__, "channels", channels)
     request = refund_request_create(attempt=first, actor=agent, reason="charged twice", now=now)
 
     results = race(
         2,
         lambda n: refund_request_decide(
-            request=request, actor=supervisors[n], approve=True, note="checked", now=now
+            request=request,
+            actor=supervisors[n],
+            approve=True,
+            note="checked",
+            now=now,
+            channels=channels,
         ),
     )
 
