@@ -12,7 +12,7 @@ import pytest
 import requests
 from django.utils import timezone
 
-from repayments.channels import alipay as alipay_module
+from repayments.channels.alipay import protocol as alipay_protocol
 from repayments.domain.states import AttemptStatus, PaymentStatus
 from repayments.models import (
     Allocation,
@@ -203,7 +203,7 @@ def test_renamed_field_is_quarantined_alerted_and_replayed_after_the_fix(
     record.refresh_from_db()
     assert record.status == CallbackStatus.QUARANTINED
 
-    original = alipay_module._parse_trade
+    original = alipay_protocol.parse_trade
 
     def fixed(fields, *, paid_at_key):
         fields = dict(fields)
@@ -211,7 +211,7 @@ def test_renamed_field_is_quarantined_alerted_and_replayed_after_the_fix(
             fields["trade_status"] = fields.pop("tradeStatus")
         return original(fields, paid_at_key=paid_at_key)
 
-    with mock.patch.object(alipay_module, "_parse_trade", fixed):
+    with mock.patch.object(alipay_protocol, "parse_trade", fixed):
         call_command("replay_callbacks", "--quarantined")
     assert "processed: 1" in capsys.readouterr().out
     record.refresh_from_db()
