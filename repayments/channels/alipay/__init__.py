@@ -1,6 +1,6 @@
 """Alipay open-platform adapter: WAP checkout, trade query/close/refund, notify, bills.
 
-Protocol summary (what this module relies on):
+Protocol summary (what this package relies on):
 
 * Requests go to one gateway as a signed form: common parameters (``app_id``,
   ``method``, ``charset``, ``sign_type``, ``timestamp``, ``version``...) plus the

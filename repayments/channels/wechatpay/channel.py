@@ -1,25 +1,8 @@
-"""WeChat Pay API v3 adapter: Native (QR code) orders, query, close, refund, notify, bills.
-
-The protocol, as this module speaks it:
-
-- Every request is signed with the merchant private key (SHA256withRSA) over
-  ``METHOD\\nURL\\ntimestamp\\nnonce\\nbody\\n`` and sent as an ``Authorization:
-  WECHATPAY2-SHA256-RSA2048 ...`` header naming our certificate serial.
-- Every answer and notification is signed by WeChat Pay's platform key over
-  ``timestamp\\nnonce\\nbody\\n`` in the ``Wechatpay-*`` headers. The body is the RAW
-  bytes received; re-serialised JSON would not verify.
-- A notification's ``resource`` is AES-256-GCM encrypted with the APIv3 key.
-- Amounts are integer fen (``amount.total``); they convert exactly to yuan Decimals.
-"""
+"""The WeChat Pay adapter: Native orders, query, close, refund, notify and the trade bill."""
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
-import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -50,35 +33,25 @@ from repayments.channels.base import (
     SettlementRecord,
     TradeResult,
 )
-from repayments.channels.transport import request_never_sent
-from repayments.domain.money import FEN, InvalidAmount, parse_amount
-from repayments.domain.states import AttemptStatus
-
-SCHEMA = "WECHATPAY2-SHA256-RSA2048"
-# WeChat Pay re-signs every retry of a notification, so an old timestamp is a replay.
-REPLAY_WINDOW_SECONDS = 300
-CURRENCY = "CNY"
-NOTIFY_HEADERS = (
-    "wechatpay-timestamp",
-    "wechatpay-nonce",
-    "wechatpay-signature",
-    "wechatpay-serial",
+from repayments.channels.wechatpay.bills import check_bill_hash, parse_trade_bill
+from repayments.channels.wechatpay.protocol import (
+    CURRENCY,
+    NOTIFY_HEADERS,
+    REPLAY_WINDOW_SECONDS,
+    SCHEMA,
+    SETTLEMENT_MALFORMED,
+    Answer,
+    Malformed,
+    authorization_header,
+    json_object,
+    refund_notice_result,
+    response_message,
+    rfc3339,
+    trade_result,
+    transport_error,
+    yuan_to_fen,
 )
-SETTLEMENT_MALFORMED = "settlement_file_malformed"
-
-TRADE_STATES: dict[str, AttemptStatus] = {
-    "SUCCESS": AttemptStatus.SUCCEEDED,
-    # REFUND: the borrower did pay and a refund followed. The payment stays succeeded
-    # (confirmed state never regresses); the refund belongs to the refund flow, and
-    # ``raw["trade_state"]`` still says REFUND for anyone who needs to know.
-    "REFUND": AttemptStatus.SUCCEEDED,
-    "NOTPAY": AttemptStatus.PENDING,
-    "USERPAYING": AttemptStatus.PENDING,
-    "ACCEPT": AttemptStatus.PENDING,  # accepted, debit not done yet (some products)
-    "CLOSED": AttemptStatus.CLOSED,
-    "REVOKED": AttemptStatus.CLOSED,
-    "PAYERROR": AttemptStatus.FAILED,
-}
+from repayments.domain.states import AttemptStatus
 
 
 @dataclass(frozen=True)
@@ -109,80 +82,6 @@ class WechatPayConfig:
             # Optional: not every deployment pins the platform serial.
             platform_serial=getattr(settings, "WECHATPAY_PLATFORM_SERIAL", ""),
         )
-
-
-# --- Messages both sides sign (the sandbox reuses these) ---------------------------
-
-
-def request_message(
-    method: str, path_with_query: str, timestamp: str | int, nonce: str, body: bytes | str
-) -> bytes:
-    """The bytes a merchant signs: ``METHOD\\nURL\\ntimestamp\\nnonce\\nbody\\n``.
-
-    ``path_with_query`` is the request's absolute path and query exactly as sent,
-    without scheme or host; ``body`` is the exact bytes sent (empty for GET).
-    """
-    head = f"{method.upper()}\n{path_with_query}\n{timestamp}\n{nonce}\n".encode()
-    return head + _as_bytes(body) + b"\n"
-
-
-def response_message(timestamp: str | int, nonce: str, body: bytes | str) -> bytes:
-    """The bytes WeChat Pay signs on answers and notifications: ``timestamp\\nnonce\\nbody\\n``."""
-    return f"{timestamp}\n{nonce}\n".encode() + _as_bytes(body) + b"\n"
-
-
-def authorization_header(
-    *,
-    mchid: str,
-    serial_no: str,
-    private_key: rsa.RSAPrivateKey,
-    method: str,
-    path_with_query: str,
-    body: bytes | str,
-    timestamp: str | int | None = None,
-    nonce: str | None = None,
-) -> str:
-    """Build the ``Authorization`` value for one request (fresh timestamp and nonce by default)."""
-    timestamp = str(int(time.time())) if timestamp is None else str(timestamp)
-    nonce = nonce or secrets.token_hex(16)
-    message = request_message(method, path_with_query, timestamp, nonce, body)
-    signature = crypto.rsa2_sign(private_key, message)
-    return (
-        f'{SCHEMA} mchid="{mchid}",nonce_str="{nonce}",signature="{signature}",'
-        f'timestamp="{timestamp}",serial_no="{serial_no}"'
-    )
-
-
-def parse_authorization_header(value: str) -> dict[str, str]:
-    """Split an ``Authorization`` value into its fields; ``{}`` if it is not ours."""
-    schema, _, params = value.partition(" ")
-    if schema != SCHEMA:
-        return {}
-    fields: dict[str, str] = {}
-    for part in params.split(","):
-        key, sep, quoted = part.strip().partition("=")
-        if not sep or len(quoted) < 2 or quoted[0] != '"' or quoted[-1] != '"':
-            return {}
-        fields[key] = quoted[1:-1]
-    return fields
-
-
-def yuan_to_fen(amount: Decimal) -> int:
-    """Convert yuan to integer fen, refusing anything that is not a whole number of fen."""
-    fen = amount * 100
-    if not fen.is_finite() or fen != fen.to_integral_value() or fen < 0:
-        raise ValueError(f"{amount} is not a whole number of fen")
-    return int(fen)
-
-
-def fen_to_yuan(fen: object) -> Decimal:
-    """Convert a JSON integer of fen to a two-place yuan Decimal (no floats accepted)."""
-    if isinstance(fen, bool) or not isinstance(fen, int) or fen < 0:
-        raise ValueError(f"{fen!r} is not a non-negative integer of fen")
-    return (Decimal(fen) / 100).quantize(FEN)
-
-
-# --- The adapter --------------------------------------------------------------------
 
 
 class WechatPayChannel:
@@ -225,7 +124,7 @@ class WechatPayChannel:
             "amount": {"total": yuan_to_fen(request.amount), "currency": CURRENCY},
         }
         if request.expires_at is not None:
-            payload["time_expire"] = _rfc3339(request.expires_at)
+            payload["time_expire"] = rfc3339(request.expires_at)
         # A time-out after sending: WeChat Pay may now hold an order under this
         # out_trade_no, and creating it again with other parameters would collide, so
         # the caller must query before it moves on (ChannelOutcomeUnknown).
@@ -271,8 +170,8 @@ class WechatPayChannel:
         if not answer.ok:
             raise answer.error(server_error=ChannelUnavailable, client_error=ChannelUnavailable)
         try:
-            result = _trade_result(answer.json(), amount_required=False)
-        except _Malformed as exc:
+            result = trade_result(answer.json(), amount_required=False)
+        except Malformed as exc:
             raise ChannelUnavailable("malformed_response", str(exc)) from exc
         if result.out_trade_no != out_trade_no:
             raise ChannelUnavailable("malformed_response", "answer is about another order")
@@ -344,7 +243,7 @@ class WechatPayChannel:
         :raises CallbackUnparseable: verified, but a field is missing, renamed or unknown.
         """
         self._verify_notification(callback, now)
-        envelope = _json_object(callback.body, "notification body")
+        envelope = json_object(callback.body, "notification body")
         resource = self._decrypt_resource(envelope)
         event_type = str(envelope.get("event_type") or "")
         # Refund notices carry a refund object: it has mchid but no appid.
@@ -355,9 +254,9 @@ class WechatPayChannel:
             raise CallbackRejected(f"appid {resource.get('appid')!r} is not ours")
         try:
             if is_refund:
-                return _refund_notice_result(resource, event_type)
-            return _trade_result(resource, amount_required=True, event_type=event_type)
-        except _Malformed as exc:
+                return refund_notice_result(resource, event_type)
+            return trade_result(resource, amount_required=True, event_type=event_type)
+        except Malformed as exc:
             raise CallbackUnparseable(str(exc)) from exc
 
     def callback_ack(self) -> CallbackAck:
@@ -383,7 +282,7 @@ class WechatPayChannel:
         file = self._send("GET", url, uncertain=ChannelUnavailable, signed_answer=False)
         if not file.ok:
             raise file.error(server_error=ChannelUnavailable, client_error=ChannelUnavailable)
-        _check_bill_hash(file.body, data)
+        check_bill_hash(file.body, data)
         try:
             text = file.body.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
@@ -400,7 +299,7 @@ class WechatPayChannel:
         *,
         uncertain: type[ChannelError],
         signed_answer: bool = True,
-    ) -> _Answer:
+    ) -> Answer:
         """Send one signed request and return the answer once its signature is checked.
 
         ``uncertain`` is raised when the request may have been acted on but no
@@ -415,8 +314,8 @@ class WechatPayChannel:
                     prepared, timeout=self.config.timeout, allow_redirects=False, **env
                 )
         except requests.RequestException as exc:
-            raise _transport_error(exc, uncertain) from exc
-        answer = _Answer(response.status_code, response.content)
+            raise transport_error(exc, uncertain) from exc
+        answer = Answer(response.status_code, response.content)
         if signed_answer and not self._answer_trusted(response.headers, answer):
             raise uncertain("bad_signature", f"answer to {method} {prepared.path_url}")
         return answer
@@ -442,7 +341,7 @@ class WechatPayChannel:
         )
         return prepared
 
-    def _answer_trusted(self, headers: Mapping[str, str], answer: _Answer) -> bool:
+    def _answer_trusted(self, headers: Mapping[str, str], answer: Answer) -> bool:
         """2xx answers must carry a valid platform signature; errors are checked if signed.
 
         Gateways in front of WeChat Pay answer some errors unsigned (the official SDKs
@@ -506,238 +405,4 @@ class WechatPayChannel:
             # The tag covers ciphertext and associated data: failing it means tampering
             # or a key that is not ours, never a format change.
             raise CallbackRejected("resource fails AES-GCM authentication") from exc
-        return _json_object(plaintext, "decrypted resource")
-
-
-# --- Answers and parsing ---------------------------------------------------------------
-
-
-class _Malformed(ValueError):
-    """A signed document lacks a field we need or carries a value we do not know."""
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: bytes
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    def json(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.body) if self.body else {}
-        except ValueError:
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    @property
-    def code(self) -> str:
-        return str(self.json().get("code") or "")
-
-    def error(
-        self,
-        *,
-        server_error: type[ChannelError],
-        client_error: type[ChannelError] = ChannelDeclined,
-    ) -> ChannelError:
-        """Classify an error answer; the caller says what a server error means for it."""
-        code = self.code or f"HTTP_{self.status}"
-        message = str(self.json().get("message") or "")
-        if self.status == 429 or code == "FREQUENCY_LIMITED":
-            return ChannelUnavailable(code, message)  # throttled before doing anything
-        if 400 <= self.status < 500 and code != "SYSTEM_ERROR":
-            return client_error(code, message)
-        return server_error(code, message)  # 5xx, SYSTEM_ERROR, or a stray 3xx
-
-
-def _transport_error(exc: requests.RequestException, uncertain: type[ChannelError]) -> ChannelError:
-    """Classify a failed exchange by whether WeChat Pay may have received the request."""
-    if request_never_sent(exc):
-        return ChannelUnavailable("unreachable", str(exc))
-    # A read time-out or a reset after the request went out: WeChat Pay may have
-    # acted on it, and only a later query can tell.
-    return uncertain("no_answer", str(exc))
-
-
-def _trade_result(
-    data: Mapping[str, Any], *, amount_required: bool, event_type: str = ""
-) -> TradeResult:
-    """Map a transaction object (query answer or decrypted notify resource)."""
-    out_trade_no = _required_str(data, "out_trade_no")
-    state = _required_str(data, "trade_state")
-    status = TRADE_STATES.get(state)
-    if status is None:
-        raise _Malformed(f"unknown trade_state {state!r}")
-    amount = data.get("amount")
-    total = amount.get("total") if isinstance(amount, dict) else None
-    if total is None and (amount_required or status is AttemptStatus.SUCCEEDED):
-        raise _Malformed("amount.total is missing")
-    failed = status is AttemptStatus.FAILED
-    raw = {**data, "event_type": event_type} if event_type else dict(data)
-    return TradeResult(
-        out_trade_no=out_trade_no,
-        status=status,
-        channel_trade_no=str(data.get("transaction_id") or ""),
-        amount=None if total is None else _yuan(total, "amount.total"),
-        accepted_at=_optional_time(data.get("success_time"), "success_time"),
-        funding=str(data.get("bank_type") or ""),  # e.g. "ICBC_CREDIT" for a credit card
-        failure_code=state if failed else "",
-        failure_message=str(data.get("trade_state_desc") or "") if failed else "",
-        raw=raw,
-    )
-
-
-def _refund_notice_result(data: Mapping[str, Any], event_type: str) -> TradeResult:
-    """A refund notice still proves the order was paid: report it as succeeded.
-
-    ``accepted_at`` stays empty: the notice's success_time is the refund's, not the
-    payment's. The refund's own fields stay in ``raw`` for the refund flow.
-    """
-    out_trade_no = _required_str(data, "out_trade_no")
-    _required_str(data, "refund_status")
-    amount = data.get("amount")
-    total = amount.get("total") if isinstance(amount, dict) else None
-    if total is None:
-        raise _Malformed("amount.total is missing")
-    return TradeResult(
-        out_trade_no=out_trade_no,
-        status=AttemptStatus.SUCCEEDED,
-        channel_trade_no=str(data.get("transaction_id") or ""),
-        amount=_yuan(total, "amount.total"),
-        raw={**data, "event_type": event_type},
-    )
-
-
-def _required_str(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise _Malformed(f"{key} is missing")
-    return value
-
-
-def _yuan(fen: object, key: str) -> Decimal:
-    try:
-        return fen_to_yuan(fen)
-    except ValueError as exc:
-        raise _Malformed(f"{key}: {exc}") from exc
-
-
-def _optional_time(value: object, key: str) -> datetime | None:
-    if value in (None, ""):
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise _Malformed(f"{key} {value!r} is not RFC 3339") from exc
-    if moment.tzinfo is None:
-        raise _Malformed(f"{key} {value!r} has no UTC offset")
-    return moment
-
-
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise CallbackUnparseable(f"{what} is not JSON") from exc
-    if not isinstance(data, dict):
-        raise CallbackUnparseable(f"{what} is not a JSON object")
-    return data
-
-
-def _rfc3339(moment: datetime) -> str:
-    if moment.utcoffset() is None:
-        raise ValueError("expires_at must be an aware datetime")
-    return moment.replace(microsecond=0).isoformat()
-
-
-def _as_bytes(body: bytes | str) -> bytes:
-    return body.encode() if isinstance(body, str) else body
-
-
-# --- Trade bill ----------------------------------------------------------------------
-
-BILL_COLUMNS = {
-    "channel_trade_no": "微信订单号",
-    "out_trade_no": "商户订单号",
-    "state": "交易状态",
-    "paid": "应结订单金额",
-    "refunded": "退款金额",
-}
-BILL_KINDS = {"SUCCESS": ("payment", "paid"), "REFUND": ("refund", "refunded")}
-BILL_SUMMARY_MARK = "总交易单数"  # the summary block after the rows starts here
-
-
-def _check_bill_hash(body: bytes, answer: Mapping[str, Any]) -> None:
-    expected = str(answer.get("hash_value") or "")
-    if not expected:
-        return
-    if str(answer.get("hash_type") or "SHA1").upper() != "SHA1":
-        raise ChannelUnavailable("malformed_response", f"hash_type {answer.get('hash_type')!r}")
-    # SHA1 is WeChat Pay's choice; it guards against truncation, not forgery.
-    if hashlib.sha1(body, usedforsecurity=False).hexdigest() != expected.lower():
-        raise ChannelUnavailable("settlement_file_hash_mismatch", "download again")
-
-
-def parse_trade_bill(text: str, day: date) -> list[SettlementRecord]:
-    """Parse a trade bill: a header row, rows whose cells start with a backtick, a summary.
-
-    :raises ChannelError: ``settlement_file_malformed``, naming the line.
-    """
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-    columns: dict[str, int] | None = None
-    width = 0
-    records: list[SettlementRecord] = []
-    try:
-        for fields in reader:
-            cells = [cell.strip().removeprefix("`").strip() for cell in fields]
-            if not any(cells):
-                continue
-            if cells[0].startswith(BILL_SUMMARY_MARK):
-                break
-            if columns is None:
-                columns, width = _bill_columns(cells, reader.line_num), len(cells)
-                continue
-            if len(cells) != width:
-                raise _bill_error(reader.line_num, f"{len(cells)} cells, header has {width}")
-            records.append(_bill_record(cells, columns, reader.line_num, day))
-    except csv.Error as exc:
-        raise _bill_error(reader.line_num, str(exc)) from exc
-    if columns is None:
-        raise _bill_error(1, "no header row")
-    return records
-
-
-def _bill_columns(header: list[str], line: int) -> dict[str, int]:
-    missing = [name for name in BILL_COLUMNS.values() if name not in header]
-    if missing:
-        raise _bill_error(line, f"header lacks {', '.join(missing)}")
-    return {key: header.index(name) for key, name in BILL_COLUMNS.items()}
-
-
-def _bill_record(
-    cells: list[str], columns: dict[str, int], line: int, day: date
-) -> SettlementRecord:
-    state = cells[columns["state"]]
-    if state not in BILL_KINDS:
-        raise _bill_error(line, f"unknown 交易状态 {state!r}")
-    kind, amount_column = BILL_KINDS[state]
-    out_trade_no = cells[columns["out_trade_no"]]
-    if not out_trade_no:
-        raise _bill_error(line, "empty 商户订单号")
-    try:
-        amount = parse_amount(cells[columns[amount_column]], allow_zero=True)
-    except InvalidAmount as exc:
-        raise _bill_error(line, f"bad {BILL_COLUMNS[amount_column]}: {exc}") from exc
-    return SettlementRecord(
-        out_trade_no=out_trade_no,
-        channel_trade_no=cells[columns["channel_trade_no"]],
-        amount=amount,
-        kind=kind,
-        settled_on=day,
-    )
-
-
-def _bill_error(line: int, detail: str) -> ChannelError:
-    return ChannelError(SETTLEMENT_MALFORMED, f"line {line}: {detail}")
+        return json_object(plaintext, "decrypted resource")
