@@ -1,12 +1,13 @@
 """The support console's own records, for looking up. They are created and decided
-in the console (maker-checker, audited), so the admin only shows them."""
+in the console (maker-checker, audited), so the admin only shows them. The support
+calendar (public holidays, weekend days worked) is kept here, every edit audited."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
-from repayments.admin.base import ReadOnlyAdmin, ReadOnlyInline
-from repayments.models import DisputeMessage, RefundRequest, SupportNote
+from repayments.admin.base import AuditedAdmin, ReadOnlyAdmin, ReadOnlyInline
+from repayments.models import CalendarDay, DisputeMessage, RefundRequest, SupportNote
 
 
 @admin.register(RefundRequest)
@@ -37,3 +38,10 @@ class DisputeMessageInline(ReadOnlyInline):
     model = DisputeMessage
     fields = ("created_at", "author", "internal", "body")
     readonly_fields = fields
+
+
+@admin.register(CalendarDay)
+class CalendarDayAdmin(AuditedAdmin):
+    list_display = ("day", "kind", "name")
+    list_filter = ("kind",)
+    date_hierarchy = "day"

@@ -39,6 +39,8 @@ from repayments.models.reconciliation import (
 from repayments.models.settlement import SettlementQuote, SettlementQuoteLine
 from repayments.models.support import (
     LIVE_REFUND_REQUEST_STATUSES,
+    CalendarDay,
+    CalendarDayKind,
     RefundRequest,
     RefundRequestStatus,
     SupportNote,
@@ -54,6 +56,8 @@ __all__ = [
     "AuditChainHead",
     "AuditEntry",
     "BoundCard",
+    "CalendarDay",
+    "CalendarDayKind",
     "CallbackStatus",
     "Channel",
     "ChannelSetting",

@@ -121,3 +121,27 @@ class SupportNote(models.Model):
 
     def __str__(self) -> str:
         return f"note {self.payment_id} {self.created_at}"
+
+
+class CalendarDayKind(models.TextChoices):
+    HOLIDAY = "holiday", _("Public holiday (office closed)")
+    WORKING_DAY = "working_day", _("Weekend day worked (调休)")
+
+
+class CalendarDay(models.Model):
+    """A day that differs from the usual Monday-to-Friday week, for the support SLA
+    clock. Admins enter each year's official holiday schedule when it is published."""
+
+    day = models.DateField(_("day"), unique=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=CalendarDayKind.choices)
+    name = models.CharField(
+        _("name"), max_length=60, blank=True, help_text=_("E.g. National Day (国庆节).")
+    )
+
+    class Meta:
+        ordering = ["day"]
+        verbose_name = _("support calendar day")
+        verbose_name_plural = _("support calendar days")
+
+    def __str__(self) -> str:
+        return f"{self.day.isoformat()} {self.get_kind_display()} {self.name}".rstrip()

@@ -10,8 +10,7 @@ manual-review attempt as checked.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
@@ -21,7 +20,10 @@ from notifications.services import notice_enqueue
 from repayments.channels.base import ChannelError
 from repayments.domain.errors import DomainError
 from repayments.domain.states import AttemptStatus, PaymentStatus
+from repayments.domain.workdays import WorkingCalendar
 from repayments.models import (
+    CalendarDay,
+    CalendarDayKind,
     EventKind,
     Payment,
     PaymentAttempt,
@@ -43,8 +45,6 @@ from repayments.services.routing import (
 )
 from repayments.services.timeline import timeline_record
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-WORKDAY_START, WORKDAY_END = time(9), time(18)
 FIRST_RESPONSE_HOURS = 4
 REASON_MAX = 1000
 
@@ -52,36 +52,20 @@ REASON_MAX = 1000
 # --- The SLA clock -------------------------------------------------------------------
 
 
-def add_working_hours(start: datetime, hours: float) -> datetime:
-    """``start`` plus ``hours`` of support working time: 09:00-18:00 Asia/Shanghai,
-    Monday to Friday (public holidays are not modelled). Time outside working hours
-    does not count, so a case opened on Friday evening is due on Monday morning."""
-    cursor = start.astimezone(SHANGHAI)
-    remaining = timedelta(hours=hours)
-    while True:
-        cursor = _next_working_moment(cursor)
-        day_end = datetime.combine(cursor.date(), WORKDAY_END, tzinfo=SHANGHAI)
-        if remaining <= day_end - cursor:
-            return cursor + remaining
-        remaining -= day_end - cursor
-        cursor = day_end
+def support_calendar() -> WorkingCalendar:
+    """Office hours 09:00-18:00 Beijing time, Monday to Friday, with the public
+    holidays and weekend working days kept in admin (a few rows a year)."""
+    days = CalendarDay.objects.values_list("day", "kind")
+    return WorkingCalendar(
+        holidays=frozenset(d for d, kind in days if kind == CalendarDayKind.HOLIDAY),
+        extra_working_days=frozenset(d for d, kind in days if kind == CalendarDayKind.WORKING_DAY),
+    )
 
 
-def _next_working_moment(moment: datetime) -> datetime:
-    day_start = datetime.combine(moment.date(), WORKDAY_START, tzinfo=SHANGHAI)
-    if moment.weekday() < 5 and day_start <= moment < day_start.replace(hour=WORKDAY_END.hour):
-        return moment
-    if moment.weekday() < 5 and moment < day_start:
-        return day_start
-    following = day_start + timedelta(days=1)
-    while following.weekday() >= 5:
-        following += timedelta(days=1)
-    return following
-
-
-def first_response_due(opened_at: datetime) -> datetime:
-    """When a case opened at ``opened_at`` must have had its first answer."""
-    return add_working_hours(opened_at, FIRST_RESPONSE_HOURS)
+def first_response_due(opened_at: datetime, calendar: WorkingCalendar | None = None) -> datetime:
+    """When a case opened at ``opened_at`` must have had its first answer: four working
+    hours later. Pass ``calendar`` when computing many (one read for all)."""
+    return (calendar or support_calendar()).add_working_hours(opened_at, FIRST_RESPONSE_HOURS)
 
 
 # --- Errors --------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from django.db.models import Q, QuerySet
 
 from notifications.models import Notice
 from repayments.domain.identity import InvalidIdentity, normalise_phone
+from repayments.domain.workdays import WorkingCalendar
 from repayments.models import (
     OPEN_DISPUTE_STATUSES,
     AuditEntry,
@@ -34,7 +35,7 @@ from repayments.models import (
 )
 from repayments.services.disputes import NOTICE_SUBJECT as DISPUTE_SUBJECT
 from repayments.services.payment_notices import SUBJECT as PAYMENT_SUBJECT
-from repayments.services.support import first_response_due
+from repayments.services.support import first_response_due, support_calendar
 
 SEARCH_LIMIT = 50
 RAW_BODY_LIMIT = 4000
@@ -355,11 +356,14 @@ def dispute_queue(*, now: datetime, assigned_to_id: int | None = None) -> list[Q
     cases = _disputes().filter(status__in=OPEN_DISPUTE_STATUSES).order_by("created_at", "id")
     if assigned_to_id is not None:
         cases = cases.filter(assigned_to_id=assigned_to_id)
-    return [queue_row(case, now=now) for case in cases]
+    calendar = support_calendar()
+    return [queue_row(case, now=now, calendar=calendar) for case in cases]
 
 
-def queue_row(dispute: Dispute, *, now: datetime) -> QueueRow:
-    due = first_response_due(dispute.created_at)
+def queue_row(
+    dispute: Dispute, *, now: datetime, calendar: WorkingCalendar | None = None
+) -> QueueRow:
+    due = first_response_due(dispute.created_at, calendar)
     answered_at = dispute.first_response_at
     return QueueRow(
         dispute=dispute,
