@@ -120,8 +120,16 @@ REDIS_URL = env_str("REDIS_URL", "").strip()
 if REDIS_URL:
     REDIS_URL = env_url("REDIS_URL", REDIS_URL, schemes=("redis", "rediss"))
     CELERY_BROKER_URL = REDIS_URL
+    # The broker must never evict a queued task; a cache may evict. Production points
+    # CACHE_REDIS_URL at a Redis of its own (maxmemory, allkeys-lru).
+    CACHE_REDIS_URL = REDIS_URL
+    if env_str("CACHE_REDIS_URL", "").strip():
+        CACHE_REDIS_URL = env_url("CACHE_REDIS_URL", "", schemes=("redis", "rediss"))
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_REDIS_URL,
+        }
     }
     # Sessions are read on every signed-in request: from the shared cache, written
     # through to the database. Not with the per-process cache below, where a session

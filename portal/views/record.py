@@ -11,14 +11,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import re
-import sys
+import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import django
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -93,10 +95,10 @@ def record(request: HttpRequest) -> HttpResponse:
     cards = cards_for_borrower(borrower=borrower)
     # Everything the page shows comes from what was just read: the same reads give the
     # same page, so it is served from the cache until one of them changes.
-    cacheable = "lookup" not in request.GET and not _has_messages(request)
+    cacheable = _is_cacheable(request, form)
     key = _page_key(request, loans, page.paginator.count, page.number, shown, cards)
-    if cacheable and (html := cache.get(key)) is not None:
-        return _with_csrf_token(request, html)
+    if cacheable and (cached := cache.get(key)) is not None:
+        return _with_csrf_token(request, cached)
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("lookup", None)  # paging on must not repeat the lookup
@@ -111,16 +113,32 @@ def record(request: HttpRequest) -> HttpResponse:
     }
     if not cacheable:
         return render(request, "portal/record.html", context)
-    html = _render_for_cache(request, "portal/record.html", context)
-    cache.set(key, html, PAGE_CACHE_SECONDS)
-    return _with_csrf_token(request, html)
+    rendered = _render_for_cache(request, "portal/record.html", context)
+    cache.set(key, rendered, PAGE_CACHE_SECONDS)
+    return _with_csrf_token(request, rendered)
 
 
 # --- The whole page, cached -------------------------------------------------------------
 
 PAGE_CACHE_SECONDS = 10 * 60
-# Stands in for the CSRF token in a cached page; each answer gets its own token.
-CSRF_PLACEHOLDER = "csrf-token-placeholder-7f3c9a1e"
+# Only the page as reached from the tabs, its filters and paging are cached: any other
+# parameter (a lookup, a transaction-number search, junk) is rendered fresh, so
+# nobody can fill the cache with variants of the same page.
+CACHED_PARAMETERS = frozenset({"loan", "status", "date_from", "date_to", "page"})
+
+
+@dataclass(frozen=True)
+class CachedPage:
+    """A rendered page whose CSRF token is a random stand-in, replaced per answer."""
+
+    html: str
+    placeholder: str
+
+
+def _is_cacheable(request: HttpRequest, form: RecordFilterForm) -> bool:
+    if not set(request.GET) <= CACHED_PARAMETERS or (form.is_bound and form.errors):
+        return False
+    return not _has_messages(request)
 
 
 def _page_key(
@@ -162,38 +180,43 @@ def _has_messages(request: HttpRequest) -> bool:
     return bool(len(messages.get_messages(request)))
 
 
-def _render_for_cache(request: HttpRequest, template: str, context: dict[str, Any]) -> str:
-    """Render with what the context processors would give, but a stand-in CSRF token."""
+def _render_for_cache(request: HttpRequest, template: str, context: dict[str, Any]) -> CachedPage:
+    """Render with what the context processors give (base.html uses no others), but a
+    random stand-in for the CSRF token: nothing a visitor sends can contain it."""
+    placeholder = f"csrf-{secrets.token_hex(16)}"
     shared = {
         "request": request,
         "user": request.user,
         "messages": (),
-        "csrf_token": CSRF_PLACEHOLDER,
+        "csrf_token": placeholder,
         **context,
     }
-    return get_template(template).render(shared)
+    return CachedPage(get_template(template).render(shared), placeholder)
 
 
-def _with_csrf_token(request: HttpRequest, html: str) -> HttpResponse:
-    return HttpResponse(html.replace(CSRF_PLACEHOLDER, get_token(request)))
+def _with_csrf_token(request: HttpRequest, page: CachedPage) -> HttpResponse:
+    return HttpResponse(page.html.replace(page.placeholder, get_token(request)))
+
+
+# What renders the page and its rows: our code, templates and translations, and Django's.
+RENDERING_SOURCES = ("portal", "repayments", "templates", "locale")
 
 
 @functools.cache
 def _render_code_version() -> str:
-    """The code, templates and translations that render the page and its rows: a deploy
-    that changes any of them starts both caches afresh."""
-    parts = [
-        Path(get_template(name).origin.name).read_bytes()  # type: ignore[attr-defined]
-        for name in ("base.html", "portal/record.html", "portal/_pagination.html")
-    ]
-    parts += [
-        Path(module.__file__).read_bytes()
-        for module in (sys.modules[__name__], sys.modules[payment_rows.__module__])
-        if module.__file__
-    ]
-    catalogues = sorted(Path(settings.BASE_DIR, "locale").rglob("*.mo"))
-    parts += [path.read_bytes() for path in catalogues]
-    return hashlib.sha256(b"\0".join(parts)).hexdigest()[:12]
+    """A digest of everything that renders the page and its rows (``RENDERING_SOURCES``
+    and Django's version), or the release named by ``ANXIN_RELEASE``: a deploy that
+    changes any of it starts both caches afresh, and two releases never share entries."""
+    release = os.environ.get("ANXIN_RELEASE", "").strip()
+    if release:
+        return hashlib.sha256(release.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(django.get_version().encode())
+    for top in RENDERING_SOURCES:
+        for path in sorted(Path(settings.BASE_DIR, top).rglob("*")):
+            if path.suffix in (".py", ".html", ".mo") and "migrations" not in path.parts:
+                digest.update(path.relative_to(settings.BASE_DIR).as_posix().encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 @login_required

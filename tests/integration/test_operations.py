@@ -135,7 +135,7 @@ def _run_settings(env: dict[str, str], *args: str) -> subprocess.CompletedProces
     clean = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "CACHE_REDIS_URL"))
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -152,6 +152,22 @@ def test_malformed_environment_variable_is_named() -> None:
     result = _run_settings({"DJANGO_DEBUG": "maybe"}, "check")
     assert result.returncode != 0
     assert "DJANGO_DEBUG must be true or false (got 'maybe')" in result.stderr
+
+
+def test_a_separate_cache_redis_is_checked_like_the_broker_url() -> None:
+    env = {"DJANGO_DEBUG": "true", "REDIS_URL": "redis://127.0.0.1:6379/15"}
+    result = _run_settings({**env, "CACHE_REDIS_URL": "http://cache:6379/0"}, "check")
+    assert result.returncode != 0
+    assert "CACHE_REDIS_URL must start with one of redis://, rediss://" in result.stderr
+    shown = _run_settings(
+        {**env, "CACHE_REDIS_URL": "redis://127.0.0.1:6379/14"},
+        "shell",
+        "-c",
+        "from django.conf import settings as s; "
+        "print(s.CACHES['default']['LOCATION'], s.CELERY_BROKER_URL)",
+    )
+    last_line = shown.stdout.strip().splitlines()[-1]
+    assert last_line.split() == ["redis://127.0.0.1:6379/14", "redis://127.0.0.1:6379/15"]
 
 
 def test_missing_secret_key_without_debug_is_refused(tmp_path: Path) -> None:
