@@ -453,15 +453,15 @@ def test_the_row_cache_is_per_language(client, borrower, loan, row_renders) -> N
 
 
 @pytest.fixture
-def page_renders(monkeypatch) -> list[str]:
+def page_renders(monkeypatch) -> list[record_views.CachedPage]:
     """Whole record pages actually rendered for the cache (cache misses)."""
-    rendered: list[str] = []
+    rendered: list[record_views.CachedPage] = []
     original = record_views._render_for_cache
 
-    def counting(request: Any, template: str, context: dict[str, Any]) -> str:
-        html = original(request, template, context)
-        rendered.append(html)
-        return html
+    def counting(request: Any, template: str, context: dict[str, Any]) -> record_views.CachedPage:
+        page = original(request, template, context)
+        rendered.append(page)
+        return page
 
     monkeypatch.setattr(record_views, "_render_for_cache", counting)
     return rendered
