@@ -180,6 +180,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "repayments.tasks.janitor_dispatch",
         "schedule": 15.0,
     },
+    # Every 30 seconds: text password reset codes whose task was lost or failed.
+    "sweep-password-reset-codes": {
+        "task": "repayments.tasks.sweep_password_reset_codes",
+        "schedule": 30.0,
+    },
     # Every 5 seconds: send due notices; a claim left by a dead worker is due
     # again when its lease ends, so this is also the outbox sweeper.
     "dispatch-notices": {

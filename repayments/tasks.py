@@ -20,7 +20,7 @@ from repayments.services.autodebit import (
 )
 from repayments.services.callbacks import callback_process, callbacks_due_for_sweep
 from repayments.services.janitor import janitor_check, janitor_claim
-from repayments.services.password_reset import password_reset_send
+from repayments.services.password_reset import password_reset_send, password_reset_unsent
 from repayments.services.reconciliation import reconcile_channel_day
 from repayments.services.reminders import reminders_enqueue
 from repayments.services.routing import duplicates_refund
@@ -136,4 +136,12 @@ def reconcile_channel(*, channel: str) -> int:
 
 @shared_task(name="repayments.tasks.send_password_reset_code", acks_late=True)
 def send_password_reset_code(*, code_id: int, language: str) -> bool:
-    return password_reset_send(code_id=code_id, language=language)
+    return password_reset_send(code_id=code_id, now=timezone.now(), language=language)
+
+
+@shared_task(name="repayments.tasks.sweep_password_reset_codes", acks_late=True)
+def sweep_password_reset_codes() -> int:
+    """Text the codes whose task was lost or whose SMS failed (in Chinese, the default:
+    the page's language went with the lost task)."""
+    now = timezone.now()
+    return sum(password_reset_send(code_id=i, now=now) for i in password_reset_unsent(now=now))

@@ -29,6 +29,10 @@ class PasswordResetCode(models.Model):
     expires_at = models.DateTimeField(_("expires at"))
     tries = models.PositiveSmallIntegerField(_("wrong tries"), default=0)
     used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+    # Made and texted by a task: started when a code was made, sent once the SMS
+    # provider took it. A send that started but never finished is tried again.
+    send_started_at = models.DateTimeField(_("code made at"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("texted at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("password reset code")

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
+from django.db.models import Q
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from notifications.providers.base import Provider, ProviderError, Recipient
@@ -40,6 +42,9 @@ logger = logging.getLogger(__name__)
 CODE_DIGITS = 6
 CODE_VALID_FOR = timedelta(minutes=10)
 MAX_WRONG_TRIES = 5
+# A code not texted this long after it was asked for (or after a send started) is
+# sent again: the task was lost, its worker died, or the SMS provider failed.
+SEND_RETRY_AFTER = timedelta(seconds=30)
 PHONE_MIN_INTERVAL = timedelta(seconds=60)
 PHONE_MAX_PER_HOUR = 5
 IP_MAX_PER_HOUR = 20
@@ -111,11 +116,13 @@ def password_reset_request(*, phone: str, ip: str | None, now: datetime) -> Rese
     return ResetRequested(masked_phone=mask_phone(number), valid_for=CODE_VALID_FOR, code_id=row.pk)
 
 
-def password_reset_send(*, code_id: int, language: str = "zh-hans") -> bool:
+def password_reset_send(*, code_id: int, now: datetime, language: str = "zh-hans") -> bool:
     """Make the requested code and text it, if the number is registered; True if sent.
 
-    Safe to run twice: a code is made once, so a redelivered task never replaces
-    the code the borrower already has.
+    Safe to run twice: once texted, a code is never replaced. A request that expired,
+    was used, or was followed by a newer one for the number is not texted (only the
+    newest code is accepted). A send that failed, or whose worker died, is tried again
+    with a new code by :func:`password_reset_unsent` after ``SEND_RETRY_AFTER``.
     """
     with transaction.atomic():
         row = (
@@ -124,13 +131,44 @@ def password_reset_send(*, code_id: int, language: str = "zh-hans") -> bool:
             .filter(pk=code_id)
             .first()
         )
-        if row is None or row.user is None or row.code_hash or row.used_at is not None:
+        if row is None or row.user is None or not _still_sendable(row, now):
             return False
         code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
         salt = secrets.token_hex(8)
         row.code_hash = f"{salt}${_digest(salt, code)}"
-        row.save(update_fields=["code_hash"])
-    return _send(row.user, row.phone, code, row.pk, language)
+        row.send_started_at = now
+        row.save(update_fields=["code_hash", "send_started_at"])
+    minutes = max(1, math.ceil((row.expires_at - now).total_seconds() / 60))
+    if not _send(row.user, row.phone, code, row.pk, language, minutes=minutes):
+        return False
+    PasswordResetCode.objects.filter(pk=row.pk).update(sent_at=now)
+    return True
+
+
+def password_reset_unsent(*, now: datetime) -> list[int]:
+    """Requests of registered numbers whose code was never texted (a lost task, a dead
+    worker, a failed SMS): the sweeper sends them again."""
+    stale = now - SEND_RETRY_AFTER
+    return list(
+        PasswordResetCode.objects.filter(
+            user__isnull=False,
+            used_at__isnull=True,
+            sent_at__isnull=True,
+            expires_at__gt=now + SEND_RETRY_AFTER,
+            created_at__lte=stale,
+        )
+        .filter(Q(send_started_at__isnull=True) | Q(send_started_at__lte=stale))
+        .values_list("pk", flat=True)
+    )
+
+
+def _still_sendable(row: PasswordResetCode, now: datetime) -> bool:
+    if row.sent_at is not None or row.used_at is not None or row.expires_at <= now:
+        return False
+    if row.send_started_at is not None and now - row.send_started_at < SEND_RETRY_AFTER:
+        return False  # another worker is texting it right now
+    newer = PasswordResetCode.objects.filter(phone=row.phone, created_at__gt=row.created_at)
+    return not newer.exists()
 
 
 def password_reset_confirm(*, phone: str, code: str, new_password: str, now: datetime) -> User:
@@ -217,13 +255,13 @@ def sms_provider() -> Provider | None:
     return default_provider("sms")
 
 
-def _send(user: User, phone: str, code: str, code_id: int, language: str) -> bool:
-    """Text the code. A failure is logged: the borrower asks for a new code."""
+def _send(user: User, phone: str, code: str, code_id: int, language: str, *, minutes: int) -> bool:
+    """Text the code, saying how many minutes it stays valid. A failure is logged and
+    left to the sweeper."""
     provider = sms_provider()
     if provider is None:
         logger.error("password reset code %s not sent: no SMS provider configured", code_id)
         return False
-    minutes = int(CODE_VALID_FOR.total_seconds() // 60)
     template = (
         DEFAULT_TEXTS.get(("verification_code", language))
         or DEFAULT_TEXTS[("verification_code", settings.LANGUAGE_CODE)]

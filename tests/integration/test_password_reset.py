@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
-from notifications.providers.base import Recipient, Sent
+from notifications.providers.base import ProviderError, Recipient, Sent
 from repayments.models import AuditEntry, PasswordResetCode, User
 from repayments.services import password_reset as service
-from repayments.tasks import send_password_reset_code
+from repayments.tasks import send_password_reset_code, sweep_password_reset_codes
 
 pytestmark = pytest.mark.django_db
 NEW_PASSWORD = "Harbour-Lantern-2718"
@@ -245,7 +246,7 @@ def test_the_verify_step_without_a_number_goes_back_to_step_one(web) -> None:
 
 def test_the_sms_text_names_the_code_and_its_validity(borrower, sms) -> None:
     requested = service.password_reset_request(phone=PHONE, ip=None, now=timezone.now())
-    assert service.password_reset_send(code_id=requested.code_id) is True
+    assert service.password_reset_send(code_id=requested.code_id, now=timezone.now()) is True
     message = sms.sent[-1]
     assert message["params"] == {"code": sms.last_code(), "minutes": 10}
     assert "10分钟内有效" in message["text"]
@@ -279,3 +280,87 @@ def test_the_code_is_texted_by_a_task_queued_alike_for_known_and_unknown_numbers
     assert len(sms.sent) == 1
     response = send_code(web, code)
     assert response.status_code == 302
+
+
+class FailingSms(RecordingSms):
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def send(self, **kwargs: Any) -> Sent:
+        if self.failures:
+            self.failures -= 1
+            raise ProviderError("gateway timeout")
+        return super().send(**kwargs)
+
+
+def test_a_broker_that_cannot_take_the_task_changes_nothing_the_borrower_sees(
+    web, borrower, sms, monkeypatch
+) -> None:
+    def broker_down(**kwargs: Any) -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(send_password_reset_code, "delay", broker_down)
+    response = ask_code(web)
+    assert response.status_code == 302
+    assert "we have sent it a 6-digit code" in text(web.get(response["Location"]))
+    assert sms.sent == []
+
+    # The sweeper texts it once the request is SEND_RETRY_AFTER old.
+    row = PasswordResetCode.objects.get()
+    assert sweep_password_reset_codes() == 0  # too recent: its task may still come
+    PasswordResetCode.objects.update(created_at=row.created_at - service.SEND_RETRY_AFTER)
+    assert sweep_password_reset_codes() == 1
+    assert send_code(web, sms.last_code()).status_code == 302
+
+
+def test_a_failed_sms_is_sent_again_with_a_new_code(borrower, monkeypatch) -> None:
+    failing = FailingSms(failures=1)
+    monkeypatch.setattr(service, "sms_provider", lambda: failing)
+    now = timezone.now()
+    requested = service.password_reset_request(phone=PHONE, ip=None, now=now)
+
+    assert service.password_reset_send(code_id=requested.code_id, now=now) is False
+    assert failing.sent == []
+    # Not before SEND_RETRY_AFTER (another worker could be sending it) ...
+    soon = now + service.SEND_RETRY_AFTER / 2
+    assert service.password_reset_unsent(now=soon) == []
+    later = now + service.SEND_RETRY_AFTER
+    assert service.password_reset_unsent(now=later) == [requested.code_id]
+    assert service.password_reset_send(code_id=requested.code_id, now=later) is True
+    assert len(failing.sent) == 1
+    assert service.password_reset_unsent(now=later + service.SEND_RETRY_AFTER) == []
+
+
+def test_an_expired_or_superseded_request_is_not_texted(borrower, sms) -> None:
+    now = timezone.now()
+    first = service.password_reset_request(phone=PHONE, ip=None, now=now)
+    newer = service.password_reset_request(
+        phone=PHONE, ip=None, now=now + service.PHONE_MIN_INTERVAL
+    )
+    later = now + service.PHONE_MIN_INTERVAL
+    assert service.password_reset_send(code_id=first.code_id, now=later) is False  # superseded
+    assert service.password_reset_send(code_id=newer.code_id, now=later) is True
+    assert sms.sent[-1]["params"]["minutes"] == 10
+
+    expired = newer.valid_for + service.PHONE_MIN_INTERVAL + timedelta(minutes=1)
+    third = service.password_reset_request(phone=PHONE, ip=None, now=now + expired)
+    assert service.password_reset_send(code_id=third.code_id, now=now + expired * 3) is False
+    assert service.password_reset_unsent(now=now + expired * 3) == []
+
+
+def test_the_sms_says_how_long_the_code_has_left(borrower, sms) -> None:
+    now = timezone.now()
+    requested = service.password_reset_request(phone=PHONE, ip=None, now=now)
+    assert service.password_reset_send(code_id=requested.code_id, now=now + timedelta(minutes=7))
+    assert sms.sent[-1]["params"]["minutes"] == 3
+
+
+def test_a_texted_code_is_never_replaced_even_by_a_late_redelivery(borrower, sms) -> None:
+    now = timezone.now()
+    requested = service.password_reset_request(phone=PHONE, ip=None, now=now)
+    assert service.password_reset_send(code_id=requested.code_id, now=now) is True
+    late = now + service.SEND_RETRY_AFTER * 3
+    assert service.password_reset_send(code_id=requested.code_id, now=late) is False
+    assert service.password_reset_unsent(now=late) == []
+    assert len(sms.sent) == 1
