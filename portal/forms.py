@@ -124,6 +124,10 @@ class AmountField(forms.Field):
             ) from None
 
 
+# The amount step's choice that leads to an early-settlement quote instead of an amount.
+SETTLE_CHOICE = "settle"
+
+
 class PayAmountForm(forms.Form):
     """Step 1: how much. ``choices`` maps each offered key to its amount (None: custom)."""
 
@@ -146,6 +150,13 @@ class PayAmountForm(forms.Form):
         if key is None:
             return data
         custom = data.get("custom_amount")
+        if key == SETTLE_CHOICE:
+            if custom is not None:  # an amount typed, then settling chosen: ask
+                self.add_error(
+                    "custom_amount",
+                    _('To pay this amount, choose "Another amount"; or clear it.'),
+                )
+            return data  # the view takes the borrower to the settlement quote
         if custom is not None and self.amounts.get(key) is not None:
             # Typed an amount but left another choice selected: ask, never guess.
             self.add_error(

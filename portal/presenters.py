@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from notifications.models import DeliveryChannel, DeliveryStatus, Notice, NoticeKind, NoticeStatus
+from portal.forms import SETTLE_CHOICE
 from repayments.domain.errors import DomainError
 from repayments.domain.money import ZERO, round_fen
 from repayments.domain.states import PaymentStatus
@@ -295,10 +296,6 @@ def amount_choices(loan: Loan, installments: list[Installment], today: date) -> 
         )
     )
     return choices
-
-
-# The amount step's choice that leads to an early-settlement quote instead of an amount.
-SETTLE_CHOICE = "settle"
 
 
 def outstanding_total(installments: Iterable[Installment]) -> Decimal:

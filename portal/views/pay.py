@@ -20,9 +20,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from portal.forms import FallbackForm, PayAmountForm, PayConfirmForm
+from portal.forms import SETTLE_CHOICE, FallbackForm, PayAmountForm, PayConfirmForm
 from portal.presenters import (
-    SETTLE_CHOICE,
     amount_choices,
     domain_error_words,
     method_choices,
@@ -60,8 +59,6 @@ def pay(request: HttpRequest, loan_id: int) -> HttpResponse:
     if loan.status != LoanStatus.ACTIVE:
         messages.info(request, _("This loan is settled; there is nothing left to repay."))
         return redirect("home")
-    if request.GET.get("choice") == SETTLE_CHOICE:
-        return redirect("settlement", loan_id=loan.pk)
     choices, limit = _amounts(loan)
     form = PayAmountForm(
         request.GET if "choice" in request.GET else None,
@@ -70,6 +67,8 @@ def pay(request: HttpRequest, loan_id: int) -> HttpResponse:
         initial={"choice": choices[0].key},
     )
     if form.is_bound and form.is_valid():
+        if form.cleaned_data["choice"] == SETTLE_CHOICE:
+            return redirect("settlement", loan_id=loan.pk)
         amount = form.cleaned_data["amount"]
         confirm = PayConfirmForm(
             initial={"amount": amount, "idempotency_key": uuid.uuid4().hex}, limit=limit

@@ -371,6 +371,15 @@ def test_the_amount_step_offers_early_settlement_and_leads_to_its_quote(signed_i
     assert chosen.status_code == 302
     assert chosen["Location"] == reverse("settlement", args=[loan.pk])
 
+    # An amount typed, then settling chosen: asked, never silently dropped.
+    both = signed_in.get(
+        reverse("pay", args=[loan.pk]),
+        {"choice": "settle", "custom_amount": "500.00"},
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+    assert both.status_code == 200
+    assert 'choose "Another amount"; or clear it.' in page_text(both).replace("&quot;", '"')
+
 
 def test_custom_amount_is_checked_with_a_field_error(signed_in, loan) -> None:
     html = page_text(
