@@ -90,9 +90,10 @@ from tests.integration.conftest import (  # noqa: E402
     channel_keys,
     portal_channels,
     running_sandbox,
+    session_channel_keys,
 )
 
-__all__ = ["channel_keys", "portal_channels", "running_sandbox"]
+__all__ = ["channel_keys", "portal_channels", "running_sandbox", "session_channel_keys"]
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import requests
-from django.conf import settings
 from django.core.management import call_command
+from django.test import override_settings
 
 from repayments.channels.sandbox.app import Sandbox, serve
 from repayments.channels.sandbox.build import build_sandbox
@@ -85,13 +85,24 @@ def _receiver() -> tuple[ThreadingHTTPServer, CallbackReceiver]:
 
 
 @pytest.fixture(scope="session")
-def channel_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def session_channel_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Keys made once per session, without touching the global settings."""
     keys = tmp_path_factory.mktemp("keys")
-    original = settings.KEYS_DIR
-    settings.KEYS_DIR = keys
-    call_command("generate_channel_keys", verbosity=0)
-    yield keys
-    settings.KEYS_DIR = original
+    with override_settings(KEYS_DIR=keys):
+        call_command("generate_channel_keys", verbosity=0)
+    return keys
+
+
+@pytest.fixture
+def channel_keys(session_channel_keys: Path, settings: Any) -> Path:
+    """The keys the sandbox and the adapters share, set for this test only.
+
+    Setting the global KEYS_DIR for the whole session let a second instance of the
+    fixture (the e2e suite imports it) point it at other keys than the ones the
+    adapters were given, and every signature failed from then on.
+    """
+    settings.KEYS_DIR = session_channel_keys
+    return session_channel_keys
 
 
 @pytest.fixture
