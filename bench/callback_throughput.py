@@ -3,7 +3,8 @@
 Usage (PostgreSQL, as in production; use a database of its own):
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/anxin_cbbench \\
     REDIS_URL=redis://127.0.0.1:6379/13 \\
-    .venv/bin/python bench/callback_throughput.py --callbacks 2000 --e2e 2000 --workers 2
+    .venv/bin/python bench/callback_throughput.py --callbacks 2000 --e2e 2000 --workers 2 \\
+        --batch 50
 
 Part 1, acknowledgement (one process, processing not run). Real notifications
 signed by the simulated channels (``SimulatedChannel.notification``: UnionPay
@@ -20,8 +21,15 @@ Part 2, callback to allocated (``--workers`` spawned processes, each with its
 own connection and its own share of the loans). Set-up, not timed: one loan
 with one installment per callback (bulk), then a payment and a pending attempt
 per loan opened by the services (``payment_create``, ``attempt_open``, the
-channel's synchronous "accepted"). Timed: every worker receives and processes
-its signed success callbacks. Afterwards every payment must be succeeded and
+channel's synchronous "accepted"). Timed: every worker receives its signed
+success callbacks ``--batch`` at a time (stored and verified, as the endpoint
+does) and after each block drains the inbox with ``callbacks_process_batch``,
+as a Celery ``process_callback`` task does once a backlog builds: rows claimed
+with ``SKIP LOCKED``, one transaction per batch, so either worker may process
+any row. ``--batch 1`` processes each callback on its own with
+``callback_process`` right after receiving it (the path at low load). Part 1's
+ack-only rows (orders never placed) are marked unmatched first, so the drains
+see only part 2's callbacks. Afterwards every payment must be succeeded and
 allocated exactly once. Baseline in the same run: ack only (receive, no
 processing) through the same worker harness.
 
@@ -320,6 +328,51 @@ def _receive_and_process(item: Notification) -> str:
     return str(callback_process(record_id=record_id, now=timezone.now()))
 
 
+def _receive_then_drain(label: str, items: Sequence[Notification], batch: int) -> Timing:
+    """Callbacks arrive ``batch`` at a time (stored and verified, as the endpoint does);
+    after each block the worker drains the inbox with ``callbacks_process_batch`` (as
+    a Celery task does) until it can claim no more rows. Rows the other worker holds
+    are skipped, so either worker may process any row. Each callback's latency runs
+    from its arrival to the end of the drain that followed it."""
+    from django.utils import timezone
+
+    from repayments.models import CallbackStatus
+    from repayments.services.callbacks import callbacks_process_batch
+
+    latencies: list[float] = []
+    outcomes: Counter[str] = Counter()
+    clock = time.perf_counter
+    db_before = _backend_cpu()
+    cpu_before = time.process_time()
+    started = clock()
+    for first in range(0, len(items), batch):
+        arrivals = []
+        for item in items[first : first + batch]:
+            arrivals.append(clock())
+            status = _receive(item)[1]
+            if status != CallbackStatus.RECEIVED:
+                outcomes[f"ack:{status}"] += 1
+        while drained := callbacks_process_batch(now=timezone.now(), limit=batch):
+            outcomes.update({str(k): v for k, v in drained.items()})
+        finished = clock()
+        latencies.extend(finished - arrival for arrival in arrivals)
+    wall = clock() - started
+    cpu = time.process_time() - cpu_before
+    db_after = _backend_cpu()
+    db = None if db_before is None or db_after is None else db_after - db_before
+    return Timing(label, wall, latencies, outcomes, cpu, db, [i[0] for i in items])
+
+
+def _retire_ack_only_rows() -> int:
+    """Part 1's rows name orders never placed: finish them as processing would, so
+    part 2's drains see only its own callbacks."""
+    from repayments.models import CallbackStatus, InboundCallbackRecord
+
+    return InboundCallbackRecord.objects.filter(status=CallbackStatus.RECEIVED).update(
+        status=CallbackStatus.UNMATCHED, error="bench: ack-only row, order never placed"
+    )
+
+
 def _baseline_insert(item: Notification) -> str:
     from django.db import connection
     from django.utils import timezone
@@ -471,6 +524,7 @@ class WorkerSpec:
     tag: str
     count: int = 0  # ack: how many synthetic notifications
     loan_ids: tuple[int, ...] = ()  # e2e: this worker's loans
+    batch: int = 1  # e2e: 1 processes each callback on its own, else drains in batches
 
 
 def _prepare(spec: WorkerSpec) -> list[Notification]:
@@ -480,6 +534,8 @@ def _prepare(spec: WorkerSpec) -> list[Notification]:
 
 
 def _run(spec: WorkerSpec, items: Sequence[Notification]) -> Timing:
+    if spec.mode == "e2e" and spec.batch > 1:
+        return _receive_then_drain(spec.mode, items, spec.batch)
     call = _receive_and_process if spec.mode == "e2e" else _ack
     return _timed(spec.mode, items, call)
 
@@ -602,7 +658,29 @@ def _statements(call: Callable[[Notification], str], item: Notification) -> list
 
     with CaptureQueriesContext(connection) as queries:
         call(item)
-    return [q["sql"].split(None, 1)[0].upper() for q in queries.captured_queries]
+    return [_verb(q["sql"]) for q in queries.captured_queries]
+
+
+def _verb(sql: str) -> str:
+    """The statement's verb; Django logs ``executemany`` as "<n> times: <sql>", which
+    psycopg sends pipelined, in one round trip."""
+    words = sql.split(None, 3)
+    if len(words) > 2 and words[1] == "times:":
+        return words[2].upper()
+    return words[0].upper()
+
+
+def _batch_statements(items: Sequence[Notification], batch: int) -> list[str]:
+    """The SQL verbs of receiving ``items`` and draining them in batches of ``batch``."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if not items:
+        return []
+    _retire_ack_only_rows()
+    with CaptureQueriesContext(connection) as queries:
+        _receive_then_drain("sample", items, batch)
+    return [_verb(q["sql"]) for q in queries.captured_queries]
 
 
 def _describe(verbs: Sequence[str]) -> str:
@@ -615,12 +693,16 @@ def _describe(verbs: Sequence[str]) -> str:
 
 
 def _profile(label: str, items: Sequence[Notification], call: Callable[[Any], str]) -> None:
+    _profile_call(label, len(items), _timed, label, items, call)
+
+
+def _profile_call(label: str, count: int, run: Callable[..., Timing], *args: Any) -> None:
     import cProfile
     import pstats
 
     profiler = cProfile.Profile()
-    profiler.runcall(_timed, label, items, call)
-    print(f"\n--- profile: {label} ({len(items)} calls), top by cumulative time ---")
+    profiler.runcall(run, *args)
+    print(f"\n--- profile: {label} ({count} calls), top by cumulative time ---")
     pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(30)
     print(f"--- profile: {label}, top by own time ---")
     pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(20)
@@ -647,6 +729,13 @@ def main() -> None:
         help="comma-separated, round robin (default: all three)",
     )
     parser.add_argument(
+        "--batch",
+        type=int,
+        default=50,
+        help="part 2: drain the inbox in batches of this many rows (1: each callback "
+        "processed on its own with callback_process)",
+    )
+    parser.add_argument(
         "--profile",
         choices=("ack", "e2e"),
         help="also run that path in this process under cProfile and print the top entries",
@@ -656,6 +745,7 @@ def main() -> None:
     if not channels or set(channels) - set(ALL_CHANNELS):
         parser.error(f"--channels: choose from {', '.join(ALL_CHANNELS)}")
     count, e2e_count, workers = options.callbacks, options.e2e, max(1, options.workers)
+    batch = max(1, options.batch)
 
     _setup_django()
     from django.conf import settings
@@ -718,19 +808,24 @@ def main() -> None:
         f"(set-up in the workers, not timed) ...",
         flush=True,
     )
-    loan_ids = _create_loans(e2e_count + len(channels), tag)
+    batch_sample = min(batch, 30) if batch > 1 else 0
+    loan_ids = _create_loans(e2e_count + len(channels) + batch_sample, tag)
     sample_ids, loan_ids = loan_ids[: len(channels)], loan_ids[len(channels) :]
     e2e_sql = [_statements(_receive_and_process, i) for i in _open_attempts(sample_ids, channels)]
+    batch_ids, loan_ids = loan_ids[:batch_sample], loan_ids[batch_sample:]
+    batch_sql = _batch_statements(_open_attempts(batch_ids, channels), batch)
     ack_parts = [count // workers + (1 if p < count % workers else 0) for p in range(workers)]
     ack_workers = _in_workers(
         f"ack only, {workers} workers",
         [WorkerSpec("ack", p, channels, f"{tag}a", count=n) for p, n in enumerate(ack_parts)],
     )
     print(ack_workers.line(), flush=True)
+    _retire_ack_only_rows()
+    mode = f"batches of {batch}" if batch > 1 else "one by one"
     e2e = _in_workers(
-        f"receive+process, {workers} workers",
+        f"receive+process ({mode}), {workers} workers",
         [
-            WorkerSpec("e2e", p, channels, tag, loan_ids=part)
+            WorkerSpec("e2e", p, channels, tag, loan_ids=part, batch=batch)
             for p, part in enumerate(_split(loan_ids, workers))
         ],
     )
@@ -739,7 +834,19 @@ def main() -> None:
     machine_after = _machine()
     if options.profile == "e2e":
         profile_ids = _create_loans(min(e2e_count, 300), f"{tag}p")
-        _profile("receive+process", _open_attempts(profile_ids, channels), _receive_and_process)
+        profile_items = _open_attempts(profile_ids, channels)
+        _retire_ack_only_rows()
+        if batch > 1:
+            _profile_call(
+                "receive+process",
+                len(profile_items),
+                _receive_then_drain,
+                "p",
+                profile_items,
+                batch,
+            )
+        else:
+            _profile("receive+process", profile_items, _receive_and_process)
 
     # --- Summary ----------------------------------------------------------------------------
     ratio = ack.rate / baseline.rate if baseline.rate else 0.0
@@ -787,7 +894,13 @@ def main() -> None:
         print("    " + timing.cpu_line())
     print(f"    outcomes: {dict(e2e.outcomes)}")
     for channel, verbs in zip(channels, e2e_sql, strict=True):
-        print(f"    SQL per receive+process ({channel}): {_describe(verbs)}")
+        print(f"    SQL per receive+process one by one ({channel}): {_describe(verbs)}")
+    if batch_sql:
+        per = len(batch_sql) / batch_sample
+        print(
+            f"    SQL per {batch_sample} callbacks received then drained in batches: "
+            f"{_describe(batch_sql)}, {per:.1f} per callback"
+        )
     print(
         f"    books: payments {books.payments}, succeeded {books.succeeded}, allocated "
         f"{books.allocated}, sum(allocations) == amount {books.exact}, over-allocated "

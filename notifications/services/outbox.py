@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 
 from notifications import metrics
@@ -45,34 +45,64 @@ def notice_enqueue(
     failing after a fallback) so each gets its notice, while duplicates of one
     visit collapse into one.
     """
-    language = (
-        NotificationPreference.objects.filter(user_id=recipient_id)
-        .values_list("language", flat=True)
-        .first()
-    ) or settings.LANGUAGE_CODE
     key = f"{subject_type_name}:{subject_id}:{episode}:{kind}:{announced_state}"
     if corrects is not None:
         key = f"correction:{corrects.pk}"
-    try:
-        with transaction.atomic():
-            notice = Notice.objects.create(
-                recipient_id=recipient_id,
-                kind=kind,
-                subject_type=subject_type_name,
-                subject_id=subject_id,
-                announced_state=announced_state,
-                dedupe_key=key[:120],
-                params=dict(params),
-                language=language,
-                not_before=now + delay,
-                corrects=corrects,
-                state_changed_at=now,
-                created_at=now,
-            )
-    except IntegrityError:
+    notice = Notice(
+        recipient_id=recipient_id,
+        kind=kind,
+        subject_type=subject_type_name,
+        subject_id=subject_id,
+        announced_state=announced_state,
+        dedupe_key=key[:120],
+        params=dict(params),
+        not_before=now + delay,
+        corrects=corrects,
+        state_changed_at=now,
+        created_at=now,
+    )
+    if not _insert_unless_live(notice):
         return None  # the same notice is already pending, being sent or delivered
     metrics.notices_created.labels(kind).inc()
     return notice
+
+
+def _insert_unless_live(notice: Notice) -> bool:
+    """INSERT the notice in the borrower's language, unless an equal one is live.
+
+    One statement on the state-change hot path: the language is read inside the
+    INSERT, and a live duplicate (the partial unique index) is skipped by ``ON
+    CONFLICT DO NOTHING`` rather than raised and caught in a savepoint. Written
+    from the model's metadata because the ORM cannot express either; PostgreSQL
+    and SQLite (3.35+) both accept it.
+    """
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    meta, preferences = Notice._meta, NotificationPreference._meta
+    language = meta.get_field("language")
+    fields = [f for f in meta.concrete_fields if not f.primary_key and f is not language]
+    values = [f.get_db_prep_save(f.pre_save(notice, add=True), connection) for f in fields]
+    columns = ", ".join(quote(f.column) for f in [*fields, language])
+    placeholders = ", ".join(["%s"] * len(fields))
+    # Names from the models' metadata, values as parameters.
+    preferred = (
+        f"SELECT {quote(preferences.get_field('language').column)} "  # noqa: S608
+        f"FROM {quote(preferences.db_table)} "
+        f"WHERE {quote(preferences.get_field('user').column)} = %s"
+    )
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608
+        f"VALUES ({placeholders}, COALESCE(({preferred}), %s)) ON CONFLICT DO NOTHING "
+        f"RETURNING {quote(meta.pk.column)}, {quote(language.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, notice.recipient_id, settings.LANGUAGE_CODE])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    notice.pk, notice.language = row
+    notice._state.adding = False
+    return True
 
 
 def contradicted_notices(*, subject_type_name: str, subject_id: int, state: str) -> list[Notice]:

@@ -29,17 +29,19 @@ from repayments.channels.base import (
     InboundCallback,
     TradeResult,
 )
-from repayments.domain.states import AttemptStatus, IllegalTransition
+from repayments.domain.states import AttemptStatus, IllegalTransition, PaymentStatus
 from repayments.models import (
     CallbackStatus,
     EventKind,
     InboundCallbackRecord,
     Payment,
     PaymentAttempt,
+    PaymentEvent,
     User,
 )
+from repayments.services.allocation import loans_prelocked
 from repayments.services.audit import audit_append, audit_batch
-from repayments.services.payments import attempt_lock
+from repayments.services.payments import attempt_lock, attempts_lock
 from repayments.services.routing import (
     AmountMismatch,
     ChannelFactory,
@@ -51,6 +53,18 @@ logger = logging.getLogger(__name__)
 
 # A row still ``received`` this long after arrival lost its processing message.
 SWEEP_AFTER = timedelta(seconds=60)
+# Rows one worker processes in one transaction when it drains the inbox.
+BATCH_SIZE = 50
+# What finishing a row writes.
+FINISHED_FIELDS = [
+    "status",
+    "error",
+    "processed_at",
+    "attempt",
+    "tries",
+    "out_trade_no",
+    "reported_status",
+]
 # A row that crashes processing this often is quarantined instead of retried forever.
 MAX_TRIES = 8
 # How far each status is along the way; a report below what we hold is stale.
@@ -135,31 +149,213 @@ def callback_process(
     # One transaction, no savepoints: the rows are locked once and passed down, and
     # the audit entries are chained at its end (the chain head is locked briefly).
     with transaction.atomic(), audit_batch():
-        record = InboundCallbackRecord.objects.select_for_update().get(pk=record_id)
-        if record.status != CallbackStatus.RECEIVED:
-            return record.status
-        if record.tries > MAX_TRIES:
-            _quarantine(record, f"processing failed {MAX_TRIES} times; see the logs", now=now)
-            return CallbackStatus.QUARANTINED
-        parsed = _parse(record, channels)
-        if isinstance(parsed, str):
-            return parsed
-        record.out_trade_no = parsed.out_trade_no[:64]
-        record.reported_status = parsed.status
-        found = (
-            PaymentAttempt.objects.filter(channel=record.channel, out_trade_no=parsed.out_trade_no)
-            .values_list("pk", "payment_id")
-            .first()
+        records = list(InboundCallbackRecord.objects.select_for_update().filter(pk=record_id))
+        processed = _process_locked(records, now=now, channels=channels)
+    if record_id in processed.statuses:
+        return processed.statuses[record_id]
+    if record_id in processed.contradicted:
+        return _settle_contradiction(record_id, *processed.contradicted[record_id], now, channels)
+    # The row vanished (never seen outside tests): report it like ``.get()`` would.
+    raise InboundCallbackRecord.DoesNotExist(record_id)
+
+
+def callbacks_process_batch(
+    *, now: datetime, limit: int = BATCH_SIZE, channels: ChannelFactory = default_channel
+) -> Counter[str]:
+    """Process up to ``limit`` stored rows in one transaction; returns how many ended
+    in each status (``received``: left for a retry).
+
+    Rows another worker holds are skipped, so workers draining the inbox at once
+    each take their own rows. Each payment is still locked, and each row applied
+    once, exactly as :func:`callback_process` does, by the same code. If anything
+    in the batch fails, the whole batch rolls back and its rows are processed one
+    by one, so one bad row can neither lose nor block the others. A row that
+    contradicts our books is settled afterwards, one at a time (it asks the
+    channel, outside any transaction).
+    """
+    claimed: list[int] = []
+    try:
+        with transaction.atomic(), audit_batch():
+            records = list(
+                InboundCallbackRecord.objects.select_for_update(skip_locked=True)
+                .filter(status=CallbackStatus.RECEIVED)
+                .order_by("pk")[:limit]
+            )
+            claimed = [record.pk for record in records]
+            for record in records:
+                # Saved with the row's outcome; a rolled-back batch is counted again below.
+                record.tries += 1
+            processed = _process_locked(records, now=now, channels=channels)
+    except Exception:
+        if not claimed:
+            raise
+        logger.exception(
+            "callback batch of %d failed; processing its rows one by one", len(claimed)
         )
-        if found is None:
-            _finish(record, CallbackStatus.UNMATCHED, now=now, error="no attempt with this number")
+        return _process_each(claimed, now=now, channels=channels)
+    outcomes = Counter(processed.statuses.values())
+    outcomes.update(_process_each(list(processed.contradicted), now=now, channels=channels))
+    return outcomes
+
+
+def _process_each(
+    record_ids: Iterable[int], *, now: datetime, channels: ChannelFactory
+) -> Counter[str]:
+    """Process rows one at a time; a row that fails stays ``received`` for a retry."""
+    outcomes: Counter[str] = Counter()
+    for record_id in record_ids:
+        try:
+            outcomes[callback_process(record_id=record_id, now=now, channels=channels)] += 1
+        except (ChannelUnavailable, ChannelOutcomeUnknown):
+            outcomes[CallbackStatus.RECEIVED] += 1  # the sweeper retries it
+        except Exception:
+            logger.exception("callback %s failed; left for the sweeper", record_id)
+            outcomes[CallbackStatus.RECEIVED] += 1
+    return outcomes
+
+
+@dataclass
+class _Processed:
+    """What one pass over locked rows did: each finished row's status, and the rows
+    left ``received`` because they contradict our books (with what they said)."""
+
+    statuses: dict[int, str]
+    contradicted: dict[int, tuple[TradeResult, PaymentAttempt]]
+
+
+def _process_locked(
+    records: list[InboundCallbackRecord], *, now: datetime, channels: ChannelFactory
+) -> _Processed:
+    """Apply locked inbox rows, in the caller's transaction (one or many rows)."""
+    done = _Processed({}, {})
+    readable: list[tuple[InboundCallbackRecord, TradeResult]] = []
+    fresh = [record for record in records if record.status == CallbackStatus.RECEIVED]
+    for record in records:
+        if record.status != CallbackStatus.RECEIVED:
+            done.statuses[record.pk] = record.status
+        elif record.tries > MAX_TRIES:
+            _quarantine(
+                record, f"processing failed {MAX_TRIES} times; see the logs", now=now, save=False
+            )
+            done.statuses[record.pk] = CallbackStatus.QUARANTINED
+        else:
+            parsed = _parse(record, channels)
+            if isinstance(parsed, str):
+                done.statuses[record.pk] = parsed
+            else:
+                record.out_trade_no = parsed.out_trade_no[:64]
+                record.reported_status = parsed.status
+                readable.append((record, parsed))
+    if readable:
+        _apply_readable(readable, done, now=now)
+    # Every finished row in one statement, in the same transaction as its effect.
+    _save_finished([record for record in fresh if record.status != CallbackStatus.RECEIVED])
+    return done
+
+
+def _save_finished(records: list[InboundCallbackRecord]) -> None:
+    """Write finished rows: one UPDATE each, sent together (psycopg pipelines
+    ``executemany``: one round trip). ``bulk_update`` would build a CASE per field
+    and row, which costs more Python time than the round trips it saves."""
+    if len(records) == 1:
+        records[0].save(update_fields=FINISHED_FIELDS)
+        return
+    if not records:
+        return
+    meta = InboundCallbackRecord._meta
+    fields = [meta.get_field(name) for name in FINISHED_FIELDS]
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)  # type: ignore[union-attr]
+    # Names from the model's own metadata, values as parameters.
+    where = f"WHERE {quote(meta.pk.column)} = %s"
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} {where}"  # noqa: S608
+    rows = [
+        [f.get_db_prep_save(getattr(r, f.attname), connection) for f in fields] + [r.pk]  # type: ignore[union-attr]
+        for r in records
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def _apply_readable(
+    readable: list[tuple[InboundCallbackRecord, TradeResult]],
+    done: _Processed,
+    *,
+    now: datetime,
+) -> None:
+    """Find and lock the attempts the rows name, all at once, and apply each row."""
+    numbers = {parsed.out_trade_no for _, parsed in readable}
+    found = {
+        (channel, number): (attempt_id, payment_id)
+        for attempt_id, payment_id, channel, number in PaymentAttempt.objects.filter(
+            out_trade_no__in=numbers
+        ).values_list("pk", "payment_id", "channel", "out_trade_no")
+    }
+    locked = attempts_lock(
+        {found[key] for key in ((r.channel, p.out_trade_no) for r, p in readable) if key in found}
+    )
+    # The loans these successes will book, locked up front and all at once.
+    booking = set()
+    for record, parsed in readable:
+        key = found.get((record.channel, parsed.out_trade_no))
+        if key is not None and parsed.status == AttemptStatus.SUCCEEDED:
+            payment = locked[key[0]][0]
+            if payment.status != PaymentStatus.SUCCEEDED:
+                booking.add(payment.loan_id)
+    timeline: list[PaymentEvent] = []
+    with loans_prelocked(booking):
+        _apply_each(readable, found, locked, done, timeline, now=now)
+    PaymentEvent.objects.bulk_create(timeline)  # every row's events in one statement
+
+
+def _apply_each(
+    readable: list[tuple[InboundCallbackRecord, TradeResult]],
+    found: dict[tuple[str, str], tuple[int, int]],
+    locked: dict[int, tuple[Payment, PaymentAttempt]],
+    done: _Processed,
+    timeline: list[PaymentEvent],
+    *,
+    now: datetime,
+) -> None:
+    for record, parsed in readable:
+        key = found.get((record.channel, parsed.out_trade_no))
+        if key is None:
+            _finish(
+                record,
+                CallbackStatus.UNMATCHED,
+                now=now,
+                error="no attempt with this number",
+                save=False,
+            )
             logger.warning("callback %s names unknown order %s", record.pk, parsed.out_trade_no)
-            return CallbackStatus.UNMATCHED
-        payment, attempt = attempt_lock(attempt_id=found[0], payment_id=found[1])
-        if not _contradicts(attempt.status, parsed.status):
-            return _apply(record, payment, attempt, parsed, EventKind.CALLBACK, now=now)
-    # The channel says the opposite of a final state we hold: ask it, outside any
-    # transaction, and trust the answer rather than either message.
+            done.statuses[record.pk] = CallbackStatus.UNMATCHED
+            continue
+        payment, attempt = locked[key[0]]
+        if _contradicts(attempt.status, parsed.status):
+            done.contradicted[record.pk] = (parsed, attempt)
+            continue
+        done.statuses[record.pk] = _apply(
+            record,
+            payment,
+            attempt,
+            parsed,
+            EventKind.CALLBACK,
+            now=now,
+            save=False,
+            timeline=timeline,
+        )
+
+
+def _settle_contradiction(
+    record_id: int,
+    parsed: TradeResult,
+    attempt: PaymentAttempt,
+    now: datetime,
+    channels: ChannelFactory,
+) -> str:
+    """The channel says the opposite of a final state we hold: ask it, outside any
+    transaction, and trust the answer rather than either message."""
     try:
         queried = channels(attempt.channel).query(
             attempt.out_trade_no, placed_at=attempt.created_at
@@ -240,15 +436,16 @@ def callbacks_replay(
 
 
 def _parse(record: InboundCallbackRecord, channels: ChannelFactory) -> TradeResult | str:
-    """Verify and read the raw row, as of when it arrived (the replay window)."""
+    """Verify and read the raw row, as of when it arrived (the replay window); a row
+    that fails is finished (the caller saves it)."""
     callback = InboundCallback(bytes(record.body), dict(record.headers))
     try:
         return channels(record.channel).parse_callback(callback, now=record.received_at)
     except CallbackRejected as exc:
-        _finish(record, CallbackStatus.REJECTED, now=record.received_at, error=str(exc))
+        _finish(record, CallbackStatus.REJECTED, now=record.received_at, error=str(exc), save=False)
         return CallbackStatus.REJECTED
     except CallbackUnparseable as exc:
-        _quarantine(record, str(exc), now=record.received_at)
+        _quarantine(record, str(exc), now=record.received_at, save=False)
         return CallbackStatus.QUARANTINED
 
 
@@ -266,12 +463,17 @@ def _apply(
     *,
     now: datetime,
     note: str = "",
+    save: bool = True,
+    timeline: list[PaymentEvent] | None = None,
 ) -> str:
-    """Apply ``result`` to the locked rows (the caller's transaction) and finish the row."""
+    """Apply ``result`` to the locked rows (the caller's transaction) and finish the row
+    (``save=False``: the caller saves it; ``timeline``: the caller writes the events)."""
     evidence = {"callback_id": record.pk, **({"note": note} if note else {})}
     if STATUS_RANK[result.status] < STATUS_RANK[AttemptStatus(attempt.status)]:
         # Stale (an earlier message arriving late): recorded on the row, not the timeline.
-        _finish(record, CallbackStatus.PROCESSED, now=now, attempt=attempt, error="stale")
+        _finish(
+            record, CallbackStatus.PROCESSED, now=now, attempt=attempt, error="stale", save=save
+        )
         return CallbackStatus.PROCESSED
     try:
         # Both errors come before any write, so no savepoint is needed to go on.
@@ -282,19 +484,22 @@ def _apply(
             source=source,
             now=now,
             evidence=evidence,
+            timeline=timeline,
         )
     except (AmountMismatch, IllegalTransition) as exc:
         logger.error("callback %s held for review: %s", record.pk, exc)
-        _finish(record, CallbackStatus.HELD, now=now, attempt=attempt, error=str(exc))
+        _finish(record, CallbackStatus.HELD, now=now, attempt=attempt, error=str(exc), save=save)
         return CallbackStatus.HELD
-    _finish(record, CallbackStatus.PROCESSED, now=now, attempt=attempt, error=note)
+    _finish(record, CallbackStatus.PROCESSED, now=now, attempt=attempt, error=note, save=save)
     if result.status == AttemptStatus.SUCCEEDED:
         metrics.observe_confirmation(attempt, now)
     return CallbackStatus.PROCESSED
 
 
-def _quarantine(record: InboundCallbackRecord, error: str, *, now: datetime) -> None:
-    _finish(record, CallbackStatus.QUARANTINED, now=now, error=error)
+def _quarantine(
+    record: InboundCallbackRecord, error: str, *, now: datetime, save: bool = True
+) -> None:
+    _finish(record, CallbackStatus.QUARANTINED, now=now, error=error, save=save)
     metrics.callbacks_quarantined.labels(record.channel).inc()
     logger.error(
         "callback %s from %s quarantined (verified but not understood): %s",
@@ -311,6 +516,7 @@ def _finish(
     now: datetime,
     error: str = "",
     attempt: PaymentAttempt | None = None,
+    save: bool = True,
 ) -> None:
     if status == CallbackStatus.REJECTED:
         metrics.callbacks_rejected.labels(record.channel).inc()
@@ -319,17 +525,8 @@ def _finish(
     record.processed_at = now
     if attempt is not None:
         record.attempt = attempt
-    record.save(
-        update_fields=[
-            "status",
-            "error",
-            "processed_at",
-            "attempt",
-            "tries",
-            "out_trade_no",
-            "reported_status",
-        ]
-    )
+    if save:
+        record.save(update_fields=FINISHED_FIELDS)
 
 
 def _rejection(channel: str, reason: str) -> CallbackAck:

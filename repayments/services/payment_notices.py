@@ -49,9 +49,18 @@ def payment_notices_register() -> None:
 
 
 def payment_notices_on_change(
-    payment: Payment, target: PaymentStatus, *, attempt: PaymentAttempt | None, now: datetime
+    payment: Payment,
+    target: PaymentStatus,
+    *,
+    attempt: PaymentAttempt | None,
+    now: datetime,
+    failure_notices_possible: bool = True,
 ) -> Notice | None:
-    """Write the notice a state change deserves, in the state change's transaction."""
+    """Write the notice a state change deserves, in the state change's transaction.
+
+    ``failure_notices_possible=False`` (the payment never failed, so no failure
+    notice about it exists) spares a success the search for one to correct.
+    """
     episode = str(attempt.pk) if attempt else ""
     common: dict[str, Any] = {
         "recipient_id": payment.borrower_id,
@@ -82,8 +91,12 @@ def payment_notices_on_change(
         params = payment_notice_params(payment, attempt)
         wrong = [
             notice
-            for notice in contradicted_notices(
-                subject_type_name=SUBJECT, subject_id=payment.pk, state=target.value
+            for notice in (
+                contradicted_notices(
+                    subject_type_name=SUBJECT, subject_id=payment.pk, state=target.value
+                )
+                if failure_notices_possible
+                else []
             )
             if notice.kind == NoticeKind.PAYMENT_FAILED
         ]
@@ -100,9 +113,12 @@ def payment_notice_params(
 ) -> Mapping[str, Any]:
     attempt = attempt or payment.attempts.order_by("-created_at", "-id").first()
     loan = payment.loan
-    next_due = loan.installments.filter(paid_value_date__isnull=True).order_by("number").first()
+    # ``.all()``: a booking just made left both cached on the objects (no query).
+    installments = sorted(loan.installments.all(), key=lambda item: item.number)
+    next_due = next((i for i in installments if i.paid_value_date is None), None)
+    numbers = {item.pk: item.number for item in installments}
     booked = sorted(
-        {n for n in payment.allocations.values_list("installment__number", flat=True) if n}
+        {n for row in payment.allocations.all() if (n := numbers.get(row.installment_id or 0))}
     )
     when = payment.value_at or payment.succeeded_at
     return {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -76,8 +76,13 @@ def payment_create(
     quote: SettlementQuote | None = None,
     initiated_by: Initiator = Initiator.BORROWER,
     actor: User | None = None,
+    savepoint: bool = True,
 ) -> Payment:
     """Create a payment for ``loan``; the same key and body return the same payment.
+
+    ``savepoint=False`` is for callers that create several payments in their own
+    transaction (its audit entries then join the caller's batch): a clash of keys
+    then raises IntegrityError and spoils that transaction instead of answering a replay.
 
     :raises InvalidAmount: for a malformed amount.
     :raises IdempotencyKeyReused: when the key was used for a different body.
@@ -87,16 +92,23 @@ def payment_create(
     value = parse_amount(amount)
     purpose = PaymentPurpose.EARLY_SETTLEMENT if quote else PaymentPurpose.INSTALLMENT
     fingerprint = _fingerprint(loan=loan, amount=value, purpose=purpose, quote=quote)
-    if idempotency_key:
-        replay = _replayed(loan.borrower_id, idempotency_key, fingerprint)
+    refusal: LoanNotRepayable | QuoteNotUsable | None = None
+    if loan.status != LoanStatus.ACTIVE:
+        refusal = LoanNotRepayable()
+    elif quote and (quote.loan_id != loan.pk or quote.valid_until < now or quote.total != value):
+        refusal = QuoteNotUsable()
+    if refusal is not None:
+        # A replay is answered even once the loan is settled or the quote expired.
+        replay = (
+            _replayed(loan.borrower_id, idempotency_key, fingerprint) if idempotency_key else None
+        )
         if replay:
             return replay
-    if loan.status != LoanStatus.ACTIVE:
-        raise LoanNotRepayable()
-    if quote and (quote.loan_id != loan.pk or quote.valid_until < now or quote.total != value):
-        raise QuoteNotUsable()
+        raise refusal
+    # Insert first: a replayed key is rare, and the unique index finds it (below)
+    # without a look-up before every new payment.
     try:
-        with transaction.atomic(), audit_batch():
+        with transaction.atomic(savepoint=savepoint), audit_batch():
             payment = Payment.objects.create(
                 loan=loan,
                 borrower_id=loan.borrower_id,
@@ -126,7 +138,7 @@ def payment_create(
             )
     except IntegrityError:
         # Two requests with the same key raced; the loser answers like a replay.
-        if idempotency_key:
+        if idempotency_key and savepoint:
             replay = _replayed(loan.borrower_id, idempotency_key, fingerprint)
             if replay:
                 return replay
@@ -147,14 +159,18 @@ def attempt_open(
     channel: Channel,
     method_type: PaymentMethodType,
     now: datetime,
+    savepoint: bool = True,
 ) -> PaymentAttempt:
     """Start one channel try for the payment with a fresh merchant order number.
+
+    ``savepoint=False``: as for :func:`payment_create`; an error spoils the caller's
+    transaction, which must then be rolled back.
 
     :raises PaymentNotPayable: when the payment already succeeded or was cancelled.
     :raises MethodNotAllowed: when the loan product does not accept the method.
     :raises AttemptAlreadyOpen: while another attempt on the loan is unresolved.
     """
-    with transaction.atomic(), audit_batch():
+    with transaction.atomic(savepoint=savepoint), audit_batch():
         # Lock the payment only: the loan and product are read, and locking them
         # too would make every payment on one product wait for the others.
         payment = (
@@ -250,13 +266,39 @@ def attempt_lock(
     return payment, attempt
 
 
+def attempts_lock(
+    pairs: Collection[tuple[int, int]],
+) -> dict[int, tuple[Payment, PaymentAttempt]]:
+    """Lock several (attempt id, payment id) pairs at once; by attempt id.
+
+    Same order as :func:`attempt_lock` (payments, then attempts), each set in id
+    order, so two workers locking overlapping sets wait rather than deadlock.
+    """
+    payments = Payment.objects.select_for_update().filter(pk__in=sorted({p for _, p in pairs}))
+    by_id = {payment.pk: payment for payment in payments.order_by("pk")}
+    attempts = PaymentAttempt.objects.select_for_update().filter(pk__in=sorted(a for a, _ in pairs))
+    locked = {}
+    for attempt in attempts.order_by("pk"):
+        attempt.payment = by_id[attempt.payment_id]
+        locked[attempt.pk] = (attempt.payment, attempt)
+    return locked
+
+
 def attempt_apply_locked(
-    *, payment: Payment, attempt: PaymentAttempt, outcome: Outcome, now: datetime
+    *,
+    payment: Payment,
+    attempt: PaymentAttempt,
+    outcome: Outcome,
+    now: datetime,
+    timeline: list[PaymentEvent] | None = None,
 ) -> PaymentAttempt:
     """Apply ``outcome`` to rows the caller locked with :func:`attempt_lock`.
 
     Runs in the caller's transaction without a savepoint of its own: every check
     comes before the first write, so a caller may catch the error and go on.
+    The timeline events are written at the end, or, given ``timeline``, added to
+    it for the caller to write later in the same transaction (a batch writes all
+    of its events in one statement).
 
     :raises IllegalTransition: before anything is written.
     """
@@ -281,7 +323,10 @@ def attempt_apply_locked(
             )
         )
         _follow_attempt(payment, attempt, now=now, events=events)
-    PaymentEvent.objects.bulk_create(events)
+    if timeline is not None:
+        timeline.extend(events)
+    else:
+        PaymentEvent.objects.bulk_create(events)
     return attempt
 
 
@@ -374,6 +419,9 @@ def _follow_attempt(
             )
             return
         late = payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELLED)
+        # Set when (and only when) the payment failed, kept until now: so only then
+        # can a failure notice exist that the success notice must correct.
+        failed_before = bool(payment.failure_reason)
         payment.value_at = attempt.accepted_at
         payment.succeeded_at = now
         payment.failure_reason = ""
@@ -384,7 +432,13 @@ def _follow_attempt(
         payment_book(payment=payment, now=now, events=events)
         payment.save(update_fields=_PAYMENT_STATE_FIELDS + list(BOOKING_FIELDS))
         # After booking, so the notice can say which installments were paid.
-        payment_notices_on_change(payment, PaymentStatus.SUCCEEDED, attempt=attempt, now=now)
+        payment_notices_on_change(
+            payment,
+            PaymentStatus.SUCCEEDED,
+            attempt=attempt,
+            now=now,
+            failure_notices_possible=failed_before,
+        )
     elif attempt.status in NOT_PAID_OUTCOMES and payment.status == PaymentStatus.PROCESSING:
         payment.failure_reason = attempt.failure_message or attempt.failure_code or attempt.status
         _move_payment(payment, PaymentStatus.FAILED, now=now, attempt=attempt, events=events)

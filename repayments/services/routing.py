@@ -110,6 +110,20 @@ def payment_start(
     attempt = attempt_open(
         payment_id=payment_id, channel=channel_name, method_type=method_type, now=now
     )
+    outcome, next_action = attempt_send(attempt, now=now, card_token=card_token, channels=channels)
+    attempt = attempt_record_outcome(
+        attempt_id=attempt.pk, outcome=outcome, now=now, payment_id=attempt.payment_id
+    )
+    return Started(attempt, next_action)
+
+
+def attempt_send(
+    attempt: PaymentAttempt, *, now: datetime, card_token: str, channels: ChannelFactory
+) -> tuple[Outcome, NextAction]:
+    """Send an opened attempt to its channel (outside any transaction) and say what
+    the answer means; recording it is the caller's, with attempt_record_outcome or,
+    for several at once, attempt_apply_locked."""
+    channel_name, method_type = attempt.channel, PaymentMethodType(attempt.method_type)
     request = OrderRequest(
         out_trade_no=attempt.out_trade_no,
         amount=attempt.amount,
@@ -135,10 +149,7 @@ def payment_start(
         outcome = _failed(UNREACHABLE_FAILURE_CODE, exc.code)
     except ChannelOutcomeUnknown as exc:
         outcome = Outcome(AttemptStatus.UNKNOWN, EventKind.REQUEST, failure_code=exc.code)
-    attempt = attempt_record_outcome(
-        attempt_id=attempt.pk, outcome=outcome, now=now, payment_id=attempt.payment_id
-    )
-    return Started(attempt, next_action)
+    return outcome, next_action
 
 
 def attempt_query(
@@ -197,16 +208,20 @@ def channel_result_apply_locked(
     source: EventKind,
     now: datetime,
     evidence: Mapping[str, Any] | None = None,
+    timeline: list[PaymentEvent] | None = None,
 ) -> PaymentAttempt:
     """:func:`channel_result_apply` for rows the caller locked with ``attempt_lock``,
     in its transaction. Both errors are raised before anything is written, so the
-    caller may catch them and go on without a savepoint.
+    caller may catch them and go on without a savepoint. ``timeline``: as for
+    :func:`attempt_apply_locked`.
 
     :raises AmountMismatch: when the channel reports another amount.
     :raises IllegalTransition: for a result the state machine cannot accept.
     """
     outcome = outcome_from(result, source, attempt, evidence)
-    return attempt_apply_locked(payment=payment, attempt=attempt, outcome=outcome, now=now)
+    return attempt_apply_locked(
+        payment=payment, attempt=attempt, outcome=outcome, now=now, timeline=timeline
+    )
 
 
 def payment_fallback(
