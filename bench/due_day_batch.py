@@ -7,11 +7,15 @@ Usage (PostgreSQL and Redis recommended, as in production):
 
 It creates N loans with one installment due today (set-up, not timed), starts
 the channel sandbox as its own process, then times the whole day's work:
-scheduling the debit rows, claiming and sending them from worker processes,
-and confirming each debit by querying the bank (callbacks are dropped, so
-confirmation goes through the same query path status sync uses). As a
-baseline in the same run it times bare withholding calls to the sandbox
-(adapter only, no database), and prints the pipeline's cost as a ratio.
+scheduling the debit rows, claiming and sending them from worker processes
+(``auto_debit_execute_many`` per claim), and confirming each debit by querying
+the bank (callbacks are dropped, so confirmation goes through status sync's own
+``janitor_check_many``). As a baseline in the same run it times bare withholding
+calls to the sandbox (adapter only, no database), and prints the pipeline's cost
+as a ratio, and the CPU per installment of the workers and the sandbox: on a
+shared machine that moves far less than wall time does.
+
+Each run creates its own loans with fixed contract numbers: use a fresh database.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 # Workers start fresh: a forked child would share the parent's database socket.
 SPAWN = multiprocessing.get_context("spawn")
 ROOT = Path(__file__).resolve().parent.parent
+CONFIRM_BATCH = 200  # attempts per janitor_check_many call, as janitor_claim hands them out
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("DJANGO_DEBUG", "true")
@@ -40,6 +45,15 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _setup_django(sandbox_url: str) -> None:
@@ -118,43 +132,48 @@ def _create_data(count: int) -> None:
         )
 
 
-def _debit_worker(args: tuple[str, int]) -> int:
+def _debit_worker(args: tuple[str, int]) -> tuple[int, float]:
+    """Claim and send until nothing is due; returns (debits sent, CPU seconds spent)."""
     sandbox_url, claim_size = args
     _setup_django(sandbox_url)
+    cpu = time.process_time()
     from django.db import connection
     from django.utils import timezone
 
-    from repayments.services.autodebit import auto_debit_claim, auto_debit_execute
+    from repayments.services.autodebit import auto_debit_claim, auto_debit_execute_many
 
     done = 0
     while ids := auto_debit_claim(now=timezone.now(), limit=claim_size):
-        for debit_id in ids:
-            auto_debit_execute(debit_id=debit_id, now=timezone.now())
-            done += 1
+        done += len(auto_debit_execute_many(debit_ids=ids, now=timezone.now()))
     connection.close()
-    return done
+    return done, time.process_time() - cpu
 
 
-def _confirm_worker(args: tuple[str, int, int]) -> int:
+def _confirm_worker(args: tuple[str, int, int]) -> tuple[int, float]:
+    """Confirm this worker's share of pending attempts; returns (confirmed, CPU seconds)."""
     sandbox_url, part, parts = args
     _setup_django(sandbox_url)
+    cpu = time.process_time()
     from django.db import connection
     from django.utils import timezone
 
     from repayments.domain.states import AttemptStatus
     from repayments.models import PaymentAttempt
-    from repayments.services.routing import attempt_query
+    from repayments.services.janitor import janitor_check_many
 
     pending = PaymentAttempt.objects.filter(status=AttemptStatus.PENDING).values_list(
         "pk", flat=True
     )
+    mine = [attempt_id for attempt_id in pending if attempt_id % parts == part]
     confirmed = 0
-    for attempt_id in pending.iterator():
-        if attempt_id % parts == part:
-            attempt_query(attempt_id=attempt_id, now=timezone.now())
-            confirmed += 1
+    # Status sync's own path (janitor_check_many), in claim-sized batches.
+    for start in range(0, len(mine), CONFIRM_BATCH):
+        statuses = janitor_check_many(
+            attempt_ids=mine[start : start + CONFIRM_BATCH], now=timezone.now()
+        )
+        confirmed += sum(status == AttemptStatus.SUCCEEDED for status in statuses.values())
     connection.close()
-    return confirmed
+    return confirmed, time.process_time() - cpu
 
 
 def _baseline(sandbox_url: str, calls: int) -> float:
@@ -226,6 +245,7 @@ def main() -> None:
             f"{sandbox_url}/control/unionpay/faults", json={"drop_callbacks": 1.0}, timeout=5
         )
 
+        sandbox_cpu = _cpu_seconds(sandbox.pid)
         started = time.perf_counter()
         scheduled = auto_debit_schedule(run_date=timezone.localdate(), now=timezone.now())
         if options.profile:
@@ -233,16 +253,18 @@ def main() -> None:
             import pstats
 
             profiler = cProfile.Profile()
-            sent = profiler.runcall(_debit_worker, (sandbox_url, options.claim_size))
+            sent, debit_cpu = profiler.runcall(_debit_worker, (sandbox_url, options.claim_size))
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         else:
             with ProcessPoolExecutor(options.workers, mp_context=SPAWN) as pool:
                 jobs = [(sandbox_url, options.claim_size)] * options.workers
-                sent = sum(pool.map(_debit_worker, jobs))
+                sent, debit_cpu = map(sum, zip(*pool.map(_debit_worker, jobs), strict=True))
         debit_phase = time.perf_counter() - started
         with ProcessPoolExecutor(options.workers, mp_context=SPAWN) as pool:
             confirm_jobs = [(sandbox_url, part, options.workers) for part in range(options.workers)]
-            confirmed = sum(pool.map(_confirm_worker, confirm_jobs))
+            confirmed, confirm_cpu = map(
+                sum, zip(*pool.map(_confirm_worker, confirm_jobs), strict=True)
+            )
         elapsed = time.perf_counter() - started
 
         state = requests.get(f"{sandbox_url}/control/state", timeout=5).json()
@@ -265,6 +287,13 @@ def main() -> None:
         )
         print(
             f"projected for 100,000 at this rate: {100_000 * per_debit / 60:.1f} min (target 5 min)"
+        )
+        sandbox_cpu = _cpu_seconds(sandbox.pid) - sandbox_cpu
+        per = 1000 / max(options.installments, 1)
+        # CPU per installment moves less than wall time when others share the machine.
+        print(
+            f"CPU per installment: debit workers {debit_cpu * per:.1f} ms, confirm workers "
+            f"{confirm_cpu * per:.1f} ms, sandbox {sandbox_cpu * per:.1f} ms"
         )
     finally:
         sandbox.terminate()

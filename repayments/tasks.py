@@ -14,18 +14,26 @@ from repayments.services.audit import audit_verify
 from repayments.services.autodebit import (
     auto_debit_claim,
     auto_debit_execute,
+    auto_debit_execute_many,
     auto_debit_recover_stale,
     auto_debit_resume_declined,
     auto_debit_schedule,
 )
-from repayments.services.callbacks import callback_process, callbacks_due_for_sweep
-from repayments.services.janitor import janitor_check, janitor_claim
+from repayments.services.callbacks import (
+    callback_process,
+    callbacks_due_for_sweep,
+    callbacks_process_batch,
+)
+from repayments.services.janitor import janitor_check, janitor_check_many, janitor_claim
 from repayments.services.password_reset import password_reset_send, password_reset_unsent
 from repayments.services.reconciliation import reconcile_channel_day
 from repayments.services.reminders import reminders_enqueue
 from repayments.services.routing import duplicates_refund
 
 logger = logging.getLogger(__name__)
+# Claimed rows handed to one task: enough to share reads and commits, few enough
+# that a redelivered task repeats little.
+DISPATCH_CHUNK = 50
 
 
 @shared_task(name="repayments.tasks.verify_audit_chain", acks_late=True)
@@ -51,14 +59,20 @@ def auto_debit_dispatch() -> int:
     auto_debit_recover_stale(now=now)
     auto_debit_resume_declined(now=now)
     ids = auto_debit_claim(now=now)
-    for debit_id in ids:
-        auto_debit_run.delay(debit_id=debit_id)
+    for start in range(0, len(ids), DISPATCH_CHUNK):
+        auto_debit_run_many.delay(debit_ids=ids[start : start + DISPATCH_CHUNK])
     return len(ids)
 
 
 @shared_task(name="repayments.tasks.auto_debit_run", acks_late=True)
 def auto_debit_run(*, debit_id: int) -> str:
     return auto_debit_execute(debit_id=debit_id, now=timezone.now()).status
+
+
+@shared_task(name="repayments.tasks.auto_debit_run_many", acks_late=True)
+def auto_debit_run_many(*, debit_ids: list[int]) -> int:
+    """Claimed rows, a chunk per task: their reads and commits are shared."""
+    return len(auto_debit_execute_many(debit_ids=debit_ids, now=timezone.now()))
 
 
 @shared_task(name="repayments.tasks.refund_duplicates", acks_late=True)
@@ -76,8 +90,16 @@ def refund_duplicates() -> int:
     max_retries=10,
 )
 def process_callback(*, record_id: int) -> str:
-    """Apply one stored callback; the row, not this message, is the source of truth."""
-    return callback_process(record_id=record_id, now=timezone.now())
+    """Apply one stored callback; the row, not this message, is the source of truth.
+
+    Then drain what else waits, a batch per transaction: when callbacks arrive
+    faster than one at a time can keep up, a few tasks do the work of many, and
+    the messages of rows they finished find nothing left to do.
+    """
+    now = timezone.now()
+    status = callback_process(record_id=record_id, now=now)  # raises for a retry
+    callbacks_process_batch(now=now)
+    return status
 
 
 @shared_task(name="repayments.tasks.sweep_callbacks", acks_late=True)
@@ -95,14 +117,21 @@ def sweep_callbacks() -> int:
 def janitor_dispatch() -> int:
     """Claim attempts whose status query is due and hand each to a worker."""
     ids = janitor_claim(now=timezone.now())
-    for attempt_id in ids:
-        janitor_query.delay(attempt_id=attempt_id)
+    for start in range(0, len(ids), DISPATCH_CHUNK):
+        janitor_query_many.delay(attempt_ids=ids[start : start + DISPATCH_CHUNK])
     return len(ids)
 
 
 @shared_task(name="repayments.tasks.janitor_query", acks_late=True)
 def janitor_query(*, attempt_id: int) -> str:
     return janitor_check(attempt_id=attempt_id, now=timezone.now())
+
+
+@shared_task(name="repayments.tasks.janitor_query_many", acks_late=True)
+def janitor_query_many(*, attempt_ids: list[int]) -> int:
+    """Claimed attempts, a chunk per task: each is asked alone, the answers applied in
+    one transaction."""
+    return len(janitor_check_many(attempt_ids=attempt_ids, now=timezone.now()))
 
 
 @shared_task(name="repayments.tasks.send_reminders", acks_late=True)

@@ -24,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -307,6 +308,16 @@ class UnionPayChannel:
     ) -> None:
         self._config = config
         self._clock = clock or (lambda: datetime.now(SHANGHAI))
+        # One keep-alive session per thread: a fresh TCP connection per call cost
+        # more than the call itself. A POST is never resent by the pool (requests
+        # retries nothing by default), so a dropped connection still reads as unknown.
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
 
     # Keys load on first use so that building the adapter never fails; a missing
     # key then surfaces before anything is sent, as "unavailable".
@@ -350,7 +361,7 @@ class UnionPayChannel:
         signed = sign_fields(fields, self._private_key)
         unusable = ChannelOutcomeUnknown if moves_money else ChannelUnavailable
         try:
-            response = requests.post(
+            response = self._session().post(
                 self._config.api_url + path, data=signed, timeout=self._config.timeout
             )
         except requests.RequestException as exc:

@@ -7,13 +7,22 @@ handed to status sync and never retried here: retrying it could charge twice.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from repayments.domain.states import OPEN_ATTEMPT_STATUSES, AttemptStatus, PaymentStatus
+from repayments.domain.errors import DomainError
+from repayments.domain.states import (
+    OPEN_ATTEMPT_STATUSES,
+    AttemptStatus,
+    IllegalTransition,
+    PaymentStatus,
+)
 from repayments.models import (
     BoundCard,
     Channel,
@@ -25,14 +34,28 @@ from repayments.models import (
     PaymentMethodType,
     ScheduledDebit,
 )
+from repayments.services.audit import audit_batch
 from repayments.services.errors import (
     AttemptAlreadyOpen,
     IdempotencyKeyReused,
     MethodNotAllowed,
     PaymentNotPayable,
 )
-from repayments.services.payments import payment_create
-from repayments.services.routing import ChannelFactory, default_channel, payment_start
+from repayments.services.methods import METHOD_CHANNEL
+from repayments.services.payments import (
+    Outcome,
+    attempt_apply_locked,
+    attempt_open,
+    attempt_record_outcome,
+    attempts_lock,
+    payment_create,
+)
+from repayments.services.routing import (
+    ChannelFactory,
+    attempt_send,
+    default_channel,
+    payment_start,
+)
 
 RETRY_BACKOFF = (timedelta(minutes=30), timedelta(hours=2), timedelta(hours=4))
 # No debit is started after this local hour: a bank statement line at midnight
@@ -80,26 +103,206 @@ def auto_debit_claim(*, now: datetime, limit: int = 500) -> list[int]:
     return ids
 
 
+# Reads shared by the debits of one batch are taken this many rows at a time, so
+# that what a debit is decided on (cards, attempts in progress) is seconds old at most.
+SHARED_READ_CHUNK = 50
+
+
+@dataclass(frozen=True)
+class _Prefetched:
+    """What several debits of one batch need, read in one query each."""
+
+    cards: Mapping[int, list[BoundCard]]  # usable cards by borrower id
+    busy_loans: frozenset[int]  # loans with an attempt in progress
+
+
 def auto_debit_execute(
     *, debit_id: int, now: datetime, channels: ChannelFactory = default_channel
 ) -> ScheduledDebit:
     """Send one claimed debit through the borrower's bound card and record what happened."""
     debit = ScheduledDebit.objects.select_related("installment", "loan").get(pk=debit_id)
+    return _execute(debit, now, channels, None)
+
+
+def auto_debit_execute_many(
+    *, debit_ids: Sequence[int], now: datetime, channels: ChannelFactory = default_channel
+) -> list[ScheduledDebit]:
+    """:func:`auto_debit_execute` for each claimed row, in id order, with the reads
+    the rows share (the rows, their cards, loans already paying) done per chunk."""
+    done: list[ScheduledDebit] = []
+    ordered = sorted(debit_ids)
+    for start in range(0, len(ordered), SHARED_READ_CHUNK):
+        chunk = ordered[start : start + SHARED_READ_CHUNK]
+        debits = list(
+            ScheduledDebit.objects.select_related("installment", "loan")
+            .filter(pk__in=chunk)
+            .order_by("pk")
+        )
+        known = _prefetch([d for d in debits if d.status == DebitStatus.IN_FLIGHT], now)
+        ready: list[tuple[ScheduledDebit, BoundCard]] = []
+        for debit in debits:
+            card = _first_try_card(debit, known)
+            if card is None:
+                done.append(_execute(debit, now, channels, known))
+            else:
+                ready.append((debit, card))
+        done.extend(_send_together(ready, now, channels, known))
+    return sorted(done, key=lambda debit: debit.pk)
+
+
+def _first_try_card(debit: ScheduledDebit, known: _Prefetched) -> BoundCard | None:
+    """The card a row is sent to together with others, or None when the row has
+    anything to decide first (a try that may have reached the bank, nothing owed,
+    no card, the borrower paying right now): those go through :func:`_execute`."""
+    if debit.status != DebitStatus.IN_FLIGHT or debit.payment_id is not None:
+        return None
+    if _owed(debit) <= 0 or debit.loan.status != LoanStatus.ACTIVE:
+        return None
+    cards = known.cards.get(debit.loan.borrower_id, [])
+    if not cards or debit.loan_id in known.busy_loans:
+        return None
+    return cards[debit.card_index % len(cards)]
+
+
+def _send_together(
+    ready: Sequence[tuple[ScheduledDebit, BoundCard]],
+    now: datetime,
+    channels: ChannelFactory,
+    known: _Prefetched,
+) -> list[ScheduledDebit]:
+    """Open every row's payment and attempt in one transaction, send each to the bank,
+    then record the answers in one transaction: the steps of :func:`_execute`, with
+    two commits and two audit-chain writes for the lot instead of three of each per row."""
+    if not ready:
+        return []
+    try:
+        attempts = _open_together(ready, now)
+    except (DomainError, IntegrityError):
+        # A row that cannot be opened with the others (its borrower started paying, a
+        # product refuses card debits...) rolled the lot back: each row decides alone.
+        return [_execute(debit, now, channels, known) for debit, _ in ready]
+    outcomes = [
+        attempt_send(attempt, now=now, card_token=card.card_token, channels=channels)[0]
+        for (_, card), attempt in zip(ready, attempts, strict=True)
+    ]
+    recorded = _record_together(attempts, outcomes, now)
+    done: list[ScheduledDebit] = []
+    settled: dict[DebitStatus, list[ScheduledDebit]] = {}
+    for (debit, _), attempt in zip(ready, recorded, strict=True):
+        debit.payment = attempt.payment  # as the answer left it
+        if attempt.status == AttemptStatus.FAILED:
+            done.append(_after_attempt(debit, attempt, now))  # a retry to schedule
+        else:
+            status = _settled_status(attempt)
+            debit.status, debit.updated_at = status, now
+            settled.setdefault(status, []).append(debit)
+    # What _finish would write row by row, one UPDATE per outcome.
+    for status, debits in settled.items():
+        ScheduledDebit.objects.filter(pk__in=[d.pk for d in debits]).update(
+            status=status, updated_at=now
+        )
+        done.extend(debits)
+    return done
+
+
+def _open_together(
+    ready: Sequence[tuple[ScheduledDebit, BoundCard]], now: datetime
+) -> list[PaymentAttempt]:
+    """Create the rows' payments and open their attempts, and remember each payment on
+    its row, all committed before anything is sent (a crash after it is recoverable)."""
+    attempts: list[PaymentAttempt] = []
+    with transaction.atomic(), audit_batch():
+        for debit, _ in ready:
+            payment = payment_create(
+                loan=debit.loan,
+                amount=_owed(debit),
+                now=now,
+                idempotency_key=_try_key(debit),
+                initiated_by=Initiator.AUTO_DEBIT,
+                savepoint=False,
+            )
+            attempts.append(
+                attempt_open(
+                    payment_id=payment.pk,
+                    channel=METHOD_CHANNEL[PaymentMethodType.BANK_DEBIT_CARD],
+                    method_type=PaymentMethodType.BANK_DEBIT_CARD,
+                    now=now,
+                    savepoint=False,
+                )
+            )
+            ScheduledDebit.objects.filter(pk=debit.pk).update(payment=payment)
+    for (debit, _), attempt in zip(ready, attempts, strict=True):
+        debit.payment = attempt.payment
+    return attempts
+
+
+def _record_together(
+    attempts: Sequence[PaymentAttempt], outcomes: Sequence[Outcome], now: datetime
+) -> list[PaymentAttempt]:
+    """Record the bank's answers in one transaction. One the state machine refuses
+    (nothing is written for it) is recorded alone afterwards, raising as it would
+    from payment_start."""
+    recorded: list[PaymentAttempt | None] = []
+    with transaction.atomic(), audit_batch():
+        locked_by_id = attempts_lock({(a.pk, a.payment_id) for a in attempts})
+        pairs = [locked_by_id[a.pk] for a in attempts]
+        for (payment, locked), outcome in zip(pairs, outcomes, strict=True):
+            try:
+                recorded.append(
+                    attempt_apply_locked(payment=payment, attempt=locked, outcome=outcome, now=now)
+                )
+            except IllegalTransition:
+                recorded.append(None)
+    return [
+        done
+        or attempt_record_outcome(
+            attempt_id=attempt.pk, outcome=outcome, now=now, payment_id=attempt.payment_id
+        )
+        for done, attempt, outcome in zip(recorded, attempts, outcomes, strict=True)
+    ]
+
+
+def _owed(debit: ScheduledDebit) -> Decimal:
+    return debit.installment.total_due - debit.installment.total_paid
+
+
+def _try_key(debit: ScheduledDebit) -> str:
+    """The idempotency key of the row's current try: one payment per try, ever."""
+    return f"auto-debit:{debit.installment_id}:{debit.run_date}:{debit.tries}"
+
+
+def _execute(
+    debit: ScheduledDebit,
+    now: datetime,
+    channels: ChannelFactory,
+    known: _Prefetched | None,
+) -> ScheduledDebit:
     if debit.status != DebitStatus.IN_FLIGHT:
         return debit  # a redelivered task: the first run already did the work
-    key = f"auto-debit:{debit.installment_id}:{debit.run_date}:{debit.tries}"
-    earlier = _attempt_for_key(debit, key)
+    key = _try_key(debit)
+    # The payment is saved on the row before any attempt opens, so a row without
+    # one never reached the bank and needs no look-up.
+    earlier = _attempt_for_key(debit, key) if debit.payment_id is not None else None
     if earlier is not None:
         # This try already reached the bank (a redelivery or a recovered row): its
         # attempt decides, and the same card is never debited twice for one try.
         return _after_attempt(debit, earlier, now)
-    owed = debit.installment.total_due - debit.installment.total_paid
-    cards = _usable_cards(debit, now)
+    owed = _owed(debit)
+    cards = (
+        _usable_cards(debit, now) if known is None else known.cards.get(debit.loan.borrower_id, [])
+    )
     if owed <= 0 or debit.loan.status != LoanStatus.ACTIVE or not cards:
         return _finish(debit, DebitStatus.SKIPPED, now, "nothing_owed" if owed <= 0 else "no_card")
-    if PaymentAttempt.objects.filter(
-        loan_id=debit.loan_id, status__in=OPEN_ATTEMPT_STATUSES
-    ).exists():
+    # Advisory (the one-open-attempt index decides, see AttemptAlreadyOpen below):
+    # it saves creating a payment that could not be sent.
+    busy = (
+        PaymentAttempt.objects.filter(
+            loan_id=debit.loan_id, status__in=OPEN_ATTEMPT_STATUSES
+        ).exists()
+        if known is None
+        else debit.loan_id in known.busy_loans
+    )
+    if busy:
         return _retry_or_give_up(debit, now, "attempt_in_progress", next_card=False)
     try:
         payment = payment_create(
@@ -111,7 +314,7 @@ def auto_debit_execute(
         )
         # Remember the payment before calling the bank, so a crash here is recoverable.
         debit.payment = payment
-        debit.save(update_fields=["payment"])
+        ScheduledDebit.objects.filter(pk=debit.pk).update(payment=payment)
         started = payment_start(
             payment_id=payment.pk,
             method_type=PaymentMethodType.BANK_DEBIT_CARD,
@@ -138,12 +341,24 @@ def _attempt_for_key(debit: ScheduledDebit, key: str) -> PaymentAttempt | None:
 
 
 def _after_attempt(debit: ScheduledDebit, attempt: PaymentAttempt, now: datetime) -> ScheduledDebit:
-    if attempt.status == AttemptStatus.SUCCEEDED:
-        return _finish(debit, DebitStatus.SUCCEEDED, now)
     if attempt.status == AttemptStatus.FAILED:
         # Known not charged: another try, on the next card, is safe.
         return _retry_or_give_up(debit, now, attempt.failure_code, next_card=True)
-    return _finish(debit, DebitStatus.HANDED_OFF, now)
+    return _finish(debit, _settled_status(attempt), now)
+
+
+def _settled_status(attempt: PaymentAttempt) -> DebitStatus:
+    """The row's end for an attempt not known to have failed: done if it succeeded,
+    else status sync's to settle (never retried here: it may have charged)."""
+    return (
+        DebitStatus.SUCCEEDED
+        if attempt.status == AttemptStatus.SUCCEEDED
+        else DebitStatus.HANDED_OFF
+    )
+
+
+# Everything a run changes on the row besides ``payment`` (saved before the bank call).
+_STATE_FIELDS = ["status", "tries", "card_index", "last_failure_code", "updated_at"]
 
 
 def _retry_or_give_up(
@@ -157,7 +372,7 @@ def _retry_or_give_up(
         return _finish(debit, DebitStatus.GAVE_UP, now, reason)
     debit.status, debit.next_try_at = DebitStatus.WAITING, next_at
     debit.last_failure_code, debit.updated_at = reason[:64], now
-    debit.save()
+    debit.save(update_fields=[*_STATE_FIELDS, "next_try_at"])
     return debit
 
 
@@ -166,22 +381,40 @@ def _finish(
 ) -> ScheduledDebit:
     debit.status, debit.updated_at = status, now
     debit.last_failure_code = reason[:64] or debit.last_failure_code
-    debit.save()
+    debit.save(update_fields=_STATE_FIELDS)
     return debit
 
 
 def _usable_cards(debit: ScheduledDebit, now: datetime) -> list[BoundCard]:
+    return _usable_cards_by_borrower([debit.loan.borrower_id], now).get(debit.loan.borrower_id, [])
+
+
+def _usable_cards_by_borrower(
+    borrower_ids: Iterable[int], now: datetime
+) -> dict[int, list[BoundCard]]:
     today = timezone.localdate(now)
-    return [
-        card
-        for card in BoundCard.objects.filter(
-            borrower_id=debit.loan.borrower_id,
-            channel=Channel.UNIONPAY,
-            is_active=True,
-            is_credit=False,
-        ).order_by("priority", "pk")
-        if card.verified_until is None or card.verified_until >= today
-    ]
+    cards: dict[int, list[BoundCard]] = {}
+    for card in BoundCard.objects.filter(
+        borrower_id__in=set(borrower_ids),
+        channel=Channel.UNIONPAY,
+        is_active=True,
+        is_credit=False,
+    ).order_by("priority", "pk"):
+        if card.verified_until is None or card.verified_until >= today:
+            cards.setdefault(card.borrower_id, []).append(card)
+    return cards
+
+
+def _prefetch(debits: Sequence[ScheduledDebit], now: datetime) -> _Prefetched:
+    if not debits:
+        return _Prefetched(cards={}, busy_loans=frozenset())
+    busy = PaymentAttempt.objects.filter(
+        loan_id__in={d.loan_id for d in debits}, status__in=OPEN_ATTEMPT_STATUSES
+    ).values_list("loan_id", flat=True)
+    return _Prefetched(
+        cards=_usable_cards_by_borrower((d.loan.borrower_id for d in debits), now),
+        busy_loans=frozenset(busy),
+    )
 
 
 def auto_debit_recover_stale(

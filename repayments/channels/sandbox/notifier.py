@@ -48,14 +48,18 @@ class Notifier:
         self,
         *,
         url: str,
-        body: bytes,
-        headers: dict[str, str],
+        message: Callable[[], tuple[bytes, dict[str, str]]],
         accepted: Callable[[int, bytes], bool],
         faults: Faults,
     ) -> None:
-        """Queue one callback, applying drop / duplicate / delay / reorder faults."""
+        """Queue one callback, applying drop / duplicate / delay / reorder faults.
+
+        ``message`` builds the signed body and headers; it is not called for a
+        dropped callback.
+        """
         if faults.chance(faults.drop_callbacks):
             return
+        body, headers = message()
         copies = 2 if faults.chance(faults.duplicate_callbacks) else 1
         due = time.monotonic() + faults.delay_callbacks_ms / 1000
         with self._wake:
