@@ -126,7 +126,9 @@ def password_reset_send(*, code_id: int, now: datetime, language: str = "zh-hans
     """
     with transaction.atomic():
         row = (
-            PasswordResetCode.objects.select_for_update()
+            # The code row only: its user may be absent (an outer join PostgreSQL
+            # cannot lock) and is only read.
+            PasswordResetCode.objects.select_for_update(of=("self",))
             .select_related("user")
             .filter(pk=code_id)
             .first()
