@@ -6,7 +6,16 @@ from datetime import datetime
 from decimal import Decimal
 
 from repayments.domain.states import AttemptStatus
-from repayments.models import Channel, EventKind, Loan, Payment, PaymentAttempt, PaymentMethodType
+from repayments.models import (
+    BoundCard,
+    Channel,
+    EventKind,
+    Loan,
+    Payment,
+    PaymentAttempt,
+    PaymentMethodType,
+    User,
+)
 from repayments.services.payments import (
     Outcome,
     attempt_open,
@@ -59,4 +68,19 @@ def retry_with_alipay(payment: Payment, when: datetime) -> PaymentAttempt:
         channel=Channel.ALIPAY,
         method_type=PaymentMethodType.ALIPAY_BALANCE,
         now=when,
+    )
+
+
+def bind_debit_card(
+    borrower: User, token: str, *, is_credit: bool = False, priority: int = 1, last4: str = "0000"
+) -> BoundCard:
+    """A UnionPay card bound for withholding, as the due-day batch finds it."""
+    return BoundCard.objects.create(
+        borrower=borrower,
+        channel=Channel.UNIONPAY,
+        card_token=token,
+        card_masked=f"6222 **** **** {last4}",
+        bank_name="ICBC",
+        is_credit=is_credit,
+        priority=priority,
     )

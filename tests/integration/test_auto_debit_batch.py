@@ -9,8 +9,6 @@ import pytest
 
 from repayments.domain.states import PaymentStatus
 from repayments.models import (
-    BoundCard,
-    Channel,
     DebitStatus,
     LoanProduct,
     Payment,
@@ -28,6 +26,7 @@ from repayments.services.payments import payment_create
 from repayments.services.routing import payment_start
 from tests.conftest import at
 from tests.integration.fake_channel import FakeChannels
+from tests.integration.helpers import bind_debit_card
 
 pytestmark = pytest.mark.django_db
 DUE = date(2026, 2, 5)
@@ -36,14 +35,7 @@ NINE = at(DUE, 9)
 
 def _loan_with_card(make_loan, token: str, *, is_credit: bool = False):
     loan = make_loan()
-    BoundCard.objects.create(
-        borrower=loan.borrower,
-        channel=Channel.UNIONPAY,
-        card_token=token,
-        card_masked="6222 **** **** 0000",
-        bank_name="ICBC",
-        is_credit=is_credit,
-    )
+    bind_debit_card(loan.borrower, token, is_credit=is_credit)
     return loan
 
 
@@ -136,14 +128,7 @@ def test_a_declined_row_of_a_batch_retries_on_the_next_card(make_loan) -> None:
     fakes = FakeChannels()
     fakes("unionpay").create_behaviour = "declined"
     loan = _loan_with_card(make_loan, "tok_first")
-    BoundCard.objects.create(
-        borrower=loan.borrower,
-        channel=Channel.UNIONPAY,
-        card_token="tok_second",
-        card_masked="6222 **** **** 0001",
-        bank_name="ICBC",
-        priority=2,
-    )
+    bind_debit_card(loan.borrower, "tok_second", priority=2, last4="0001")
     auto_debit_schedule(run_date=DUE, now=NINE)
     [debit] = auto_debit_execute_many(
         debit_ids=auto_debit_claim(now=NINE), now=NINE, channels=fakes

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from repayments import tasks
-from repayments.models import BoundCard, Channel, DebitStatus, Loan, PaymentAttempt
+from repayments.models import DebitStatus, Loan, PaymentAttempt
 from repayments.services import autodebit, janitor
 from repayments.services.autodebit import auto_debit_schedule
 from tests.conftest import at
 from tests.integration.fake_channel import FakeChannels
-from tests.integration.helpers import open_attempt
+from tests.integration.helpers import bind_debit_card, open_attempt
 
 pytestmark = pytest.mark.django_db
 DUE = date(2026, 2, 5)
@@ -42,14 +42,7 @@ def test_due_debits_go_out_a_chunk_per_task_and_each_once(
     monkeypatch.setattr(tasks, "DISPATCH_CHUNK", 2)
     batches = _recorded(monkeypatch, autodebit, "auto_debit_execute_many")
     for n in range(5):
-        loan = make_loan()
-        BoundCard.objects.create(
-            borrower=loan.borrower,
-            channel=Channel.UNIONPAY,
-            card_token=f"tok_dispatch_{n}",
-            card_masked="6222 **** **** 0000",
-            bank_name="ICBC",
-        )
+        bind_debit_card(make_loan().borrower, f"tok_dispatch_{n}")
     assert auto_debit_schedule(run_date=DUE, now=at(DUE, 0)) == 5
 
     assert tasks.auto_debit_dispatch() == 5
