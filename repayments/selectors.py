@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 
 from repayments.models import (
@@ -170,6 +171,41 @@ def record_payment_of(payment: Payment) -> RecordPayment:
             for a in payment.attempts.all()
         ),
     )
+
+
+def _tokens(table: str, *, owned_by: str, join: str = "") -> str:
+    """How many of the borrower's rows a table holds and the sum of their tokens."""
+    counted = "SELECT count(*) || ':' || coalesce(sum(t.record_token), 0)"
+    return f"({counted} FROM {table} t {join} WHERE {owned_by} = %(borrower)s)"
+
+
+# One statement: each table's count and token sum, and how many deletions there ever
+# were (migration 0015 keeps both).
+_RECORD_STAMP_SQL = "SELECT {}, {}, {}, {}, (SELECT deletions FROM repayments_record_clock)".format(  # noqa: S608
+    _tokens(Payment._meta.db_table, owned_by="t.borrower_id"),
+    _tokens(
+        PaymentAttempt._meta.db_table,
+        join=f"JOIN {Payment._meta.db_table} p ON p.id = t.payment_id",
+        owned_by="p.borrower_id",
+    ),
+    _tokens(Loan._meta.db_table, owned_by="t.borrower_id"),
+    _tokens(BoundCard._meta.db_table, owned_by="t.borrower_id"),
+)
+
+
+def record_stamp(*, borrower: User) -> str:
+    """What the borrower's record page is made of, in one short string: the same stamp
+    read twice means no payment, attempt, loan or card of theirs changed in between.
+
+    Every insert or update gives the row a larger token and every delete counts
+    (database triggers, migration 0015), so a change always moves a count or a sum. Read
+    it *before* the rows a page is rendered from: the page is then never older than the
+    stamp it is stored under.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_RECORD_STAMP_SQL, {"borrower": borrower.pk})
+        row = cursor.fetchone()
+    return "/".join(map(str, row))
 
 
 def payment_for_borrower(*, borrower: User, public_id: UUID) -> Payment | None:

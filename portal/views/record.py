@@ -48,14 +48,14 @@ from portal.presenters import (
 from portal.timeline import timeline_steps, trade_numbers
 from portal.views.payflow import next_action_for, user_of
 from repayments.domain.states import OPEN_ATTEMPT_STATUSES, PaymentStatus
-from repayments.models import BoundCard, Payment, PaymentAttempt, User
+from repayments.models import Payment, PaymentAttempt, User
 from repayments.selectors import (
-    RecordPayment,
     cards_for_borrower,
     loan_choices_for_borrower,
     payment_for_borrower,
     payments_for_record,
     record_payments,
+    record_stamp,
 )
 from repayments.selectors_borrower import payments_by_trade_number
 from repayments.services.janitor import attempt_query_now
@@ -73,6 +73,11 @@ FALLBACK_STATUSES = frozenset({PaymentStatus.CREATED, PaymentStatus.FAILED})
 def record(request: HttpRequest) -> HttpResponse:
     """Every payment of the signed-in borrower, filtered by loan, status and dates."""
     borrower = user_of(request)
+    # The stamp is read before any row the page shows: a page rendered below can only be
+    # newer than the stamp it is stored under, never older.
+    key = _page_key(request, record_stamp(borrower=borrower)) if _is_cacheable(request) else None
+    if key is not None and (cached := cache.get(key)) is not None:
+        return _with_csrf_token(request, cached)
     lookup = trade_number_lookup(request.GET.get("lookup"), borrower=borrower)
     if lookup.payment_id is not None:
         return redirect("payment-detail", public_id=lookup.payment_id)
@@ -91,18 +96,11 @@ def record(request: HttpRequest) -> HttpResponse:
         trade_no=filters.get("trade_no") or "",
     )
     page = Paginator(payments, PAGE_SIZE).get_page(request.GET.get("page"))
-    shown = record_payments(page.object_list)
     cards = cards_for_borrower(borrower=borrower)
-    # Everything the page shows comes from what was just read: the same reads give the
-    # same page, so it is served from the cache until one of them changes.
-    cacheable = _is_cacheable(request, form)
-    key = _page_key(request, loans, page.paginator.count, page.number, shown, cards)
-    if cacheable and (cached := cache.get(key)) is not None:
-        return _with_csrf_token(request, cached)
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("lookup", None)  # paging on must not repeat the lookup
-    rows = payment_rows(shown, cards)
+    rows = payment_rows(record_payments(page.object_list), cards)
     context = {
         "form": form,
         "rows": rendered_rows(rows, poll=_poll_context(0), many_loans=len(loans) > 1),
@@ -111,7 +109,7 @@ def record(request: HttpRequest) -> HttpResponse:
         "filtered": any(filters.get(name) for name in form.fields),
         "lookup": lookup,
     }
-    if not cacheable:
+    if key is None or form.errors:  # an invalid filter's page is shown, never stored
         return render(request, "portal/record.html", context)
     rendered = _render_for_cache(request, "portal/record.html", context)
     cache.set(key, rendered, PAGE_CACHE_SECONDS)
@@ -135,38 +133,20 @@ class CachedPage:
     placeholder: str
 
 
-def _is_cacheable(request: HttpRequest, form: RecordFilterForm) -> bool:
-    if not set(request.GET) <= CACHED_PARAMETERS or (form.is_bound and form.errors):
-        return False
-    return not _has_messages(request)
+def _is_cacheable(request: HttpRequest) -> bool:
+    return set(request.GET) <= CACHED_PARAMETERS and not _has_messages(request)
 
 
-def _page_key(
-    request: HttpRequest,
-    loans: list[tuple[int, str, str]],
-    count: int,
-    number: int,
-    shown: list[RecordPayment],
-    cards: list[BoundCard],
-) -> str:
-    """A digest of everything the page is made from, and of how it is made.
-
-    The page is a function of these reads (the borrower's loans, how many payments
-    match, the page's payments with their attempts, the cards that name a method), the
-    request's path and filters, the language and time zone, and the code and templates
-    that render them: the same digest can only mean the same page.
-    """
-    shown_cards = [(c.is_credit, c.card_masked, c.bank_name) for c in cards]
-    made_from = repr(
+def _page_key(request: HttpRequest, stamp: str) -> str:
+    """The page is a function of the borrower's rows (their stamp), the path with its
+    filters, the language and time zone, and the code and templates that render it:
+    the same key can only mean the same page."""
+    made_from = "\n".join(
         (
-            request.user.pk,
+            str(request.user.pk),
+            stamp,
             request.get_full_path(),
-            loans,
-            count,
-            number,
-            shown,
-            shown_cards,
-            translation.get_language(),
+            translation.get_language() or "",
             timezone.get_current_timezone_name(),
             get_script_prefix(),
         )

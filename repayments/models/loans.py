@@ -22,6 +22,13 @@ def money_field(verbose_name: StrOrPromise, **options: Any) -> models.DecimalFie
     return models.DecimalField(verbose_name, max_digits=14, decimal_places=2, **options)
 
 
+def record_token_field() -> models.BigIntegerField:
+    """Set by the database on every insert and update (migration 0015), never by Django:
+    the borrower's record page is cached under the sum of these tokens
+    (``repayments.selectors.record_stamp``), so any write, even a raw SQL one, is seen."""
+    return models.BigIntegerField(default=0, editable=False)
+
+
 ZERO = Decimal("0.00")
 
 
@@ -43,6 +50,7 @@ class Loan(models.Model):
         LoanProduct, on_delete=models.PROTECT, related_name="loans", verbose_name=_("loan product")
     )
     vehicle = models.CharField(_("vehicle"), max_length=120)
+    record_token = record_token_field()
     plate_number = models.CharField(_("plate number"), max_length=12, blank=True)
     principal = money_field(_("principal"))
     # Contract terms are copied from the product: later product edits never
@@ -159,6 +167,7 @@ class BoundCard(models.Model):
     priority = models.PositiveSmallIntegerField(_("priority"), default=1)
     verified_until = models.DateField(_("authorisation valid until"), null=True, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
+    record_token = record_token_field()
 
     class Meta:
         verbose_name = _("bound card")

@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from repayments.domain.allocation import Component
 from repayments.domain.states import OPEN_ATTEMPT_STATUSES, AttemptStatus, PaymentStatus
-from repayments.models.loans import ZERO, Installment, Loan, money_field
+from repayments.models.loans import ZERO, Installment, Loan, money_field, record_token_field
 from repayments.models.products import PaymentMethodType
 
 PAYMENT_STATUS_LABELS = {
@@ -59,6 +59,7 @@ class Payment(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payments"
     )
     amount = money_field(_("amount"))
+    record_token = record_token_field()
     purpose = models.CharField(
         _("purpose"),
         max_length=20,
@@ -123,6 +124,7 @@ class PaymentAttempt(models.Model):
     out_trade_no = models.CharField(_("merchant order number"), max_length=64, unique=True)
     channel_trade_no = models.CharField(_("channel transaction number"), max_length=64, blank=True)
     amount = money_field(_("amount"))
+    record_token = record_token_field()
     status = models.CharField(
         _("status"),
         max_length=20,

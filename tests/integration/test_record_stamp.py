@@ -1,0 +1,149 @@
+"""The record stamp: the cached record page is stored under it, so every write to a
+borrower's payments, attempts, loans or cards must move it, however it is written.
+
+Runs on SQLite and on PostgreSQL (CI runs the suite on both): the tokens are kept by
+triggers written per database (migration 0015). A later migration that rebuilds one
+of these tables on SQLite drops its triggers; these tests fail if that happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from repayments.domain.states import AttemptStatus
+from repayments.models import BoundCard, Channel, Loan, Payment, PaymentAttempt, User
+from repayments.selectors import record_stamp
+from tests.conftest import at
+from tests.integration.helpers import open_attempt, pay, report
+
+pytestmark = pytest.mark.django_db
+T0 = at(date(2026, 2, 5), 10)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    cache.clear()
+
+
+@pytest.fixture
+def borrower(make_borrower) -> User:
+    return make_borrower()
+
+
+@pytest.fixture
+def loan(make_loan, borrower) -> Loan:
+    return make_loan(borrower=borrower, start_date=timezone.localdate() - timedelta(days=20))
+
+
+def _card(borrower: User, token: str = "tok_stamp01") -> BoundCard:
+    return BoundCard.objects.create(
+        borrower=borrower,
+        channel=Channel.UNIONPAY,
+        card_token=token,
+        card_masked="6222 **** **** 0018",
+        bank_name="中国工商银行",
+        priority=1,
+        verified_until=date(2030, 12, 31),
+    )
+
+
+def _moves(borrower: User, write: Callable[[], object]) -> bool:
+    before = record_stamp(borrower=borrower)
+    write()
+    return record_stamp(borrower=borrower) != before
+
+
+def test_a_raw_update_of_each_table_moves_the_stamp(borrower, loan) -> None:
+    payment, attempt = open_attempt(loan, "100.00", T0)
+    card = _card(borrower)
+    writes = {
+        "payment": lambda: Payment.objects.filter(pk=payment.pk).update(amount=Decimal("99")),
+        "attempt": lambda: PaymentAttempt.objects.filter(pk=attempt.pk).update(
+            failure_message="changed"
+        ),
+        "loan": lambda: Loan.objects.filter(pk=loan.pk).update(vehicle="Renamed"),
+        "card": lambda: BoundCard.objects.filter(pk=card.pk).update(bank_name="中国银行"),
+    }
+    for table, write in writes.items():
+        assert _moves(borrower, write), table
+
+
+def test_a_save_that_changes_nothing_still_moves_the_stamp(borrower, loan) -> None:
+    """An update is seen whatever it changed: the stamp never has to know which column
+    the page shows."""
+    payment, _attempt = open_attempt(loan, "100.00", T0)
+    assert _moves(borrower, payment.save)
+    assert _moves(borrower, payment.save)  # the in-memory token is stale; still moves
+
+
+def test_inserts_move_the_stamp(borrower, loan) -> None:
+    assert _moves(borrower, lambda: open_attempt(loan, "100.00", T0))
+    assert _moves(borrower, lambda: _card(borrower))
+
+
+def test_every_delete_is_counted(borrower, loan) -> None:
+    """A delete, an insert and an update together could leave a count and a sum where
+    they were; the deletion count cannot stay."""
+    card = _card(borrower)
+
+    def deletions() -> str:
+        return record_stamp(borrower=borrower).rsplit("/", 1)[1]
+
+    before = deletions()
+    assert _moves(borrower, lambda: BoundCard.objects.filter(pk=card.pk).delete())
+    assert deletions() != before
+
+
+def test_another_borrowers_writes_leave_the_stamp_alone(borrower, loan, make_borrower, make_loan):
+    other = make_borrower()
+    other_loan = make_loan(borrower=other)
+    pay(loan, "100.00", T0)
+    assert not _moves(borrower, lambda: pay(other_loan, "50.00", T0))
+    assert not _moves(borrower, lambda: _card(other))
+
+
+def test_a_state_change_through_the_services_moves_the_stamp(borrower, loan) -> None:
+    _payment, attempt = open_attempt(loan, "100.00", T0)
+    assert _moves(borrower, lambda: report(attempt, AttemptStatus.SUCCEEDED, T0))
+
+
+def test_a_raw_update_shows_on_the_cached_page(client, borrower, loan) -> None:
+    payment, attempt = open_attempt(loan, "100.00", T0)
+    report(attempt, AttemptStatus.FAILED, T0 + timedelta(minutes=1))
+    client.force_login(borrower)
+    english = {"HTTP_ACCEPT_LANGUAGE": "en"}
+    assert "100.00" in client.get(reverse("record"), **english).content.decode()
+
+    Payment.objects.filter(pk=payment.pk).update(amount=Decimal("123.45"))
+    assert "123.45" in client.get(reverse("record"), **english).content.decode()
+
+
+def test_the_stamp_is_read_before_the_rows_and_a_hit_reads_nothing_else(
+    client, borrower, loan
+) -> None:
+    """Read after the rows, a change committed in between would be stored under the new
+    stamp with the old rows: a stale page served until the next change."""
+    pay(loan, "100.00", T0)
+    client.force_login(borrower)
+    with CaptureQueriesContext(connection) as miss:
+        client.get(reverse("record"))
+    statements = [query["sql"] for query in miss.captured_queries]
+    stamp_at = next(i for i, sql in enumerate(statements) if "repayments_record_clock" in sql)
+    rows_at = next(i for i, sql in enumerate(statements) if 'FROM "repayments_payment"' in sql)
+    assert stamp_at < rows_at
+
+    with CaptureQueriesContext(connection) as hit:
+        client.get(reverse("record"))
+    tables = " ".join(query["sql"] for query in hit.captured_queries)
+    assert "repayments_record_clock" in tables
+    assert 'FROM "repayments_payment"' not in tables
+    assert len(hit.captured_queries) <= 3  # session, user, stamp
