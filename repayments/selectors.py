@@ -197,8 +197,9 @@ def record_stamp(*, borrower: User) -> str:
     """What the borrower's record page is made of, in one short string: the same stamp
     read twice means no payment, attempt, loan or card of theirs changed in between.
 
-    Every insert or update gives the row a larger token and every delete counts
-    (database triggers, migration 0015), so a change always moves a count or a sum. Read
+    Every update gives the row a larger token, every insert adds to a count and every
+    delete is counted (database triggers, migration 0015): a change always moves a
+    count or a sum. Read
     it *before* the rows a page is rendered from: the page is then never older than the
     stamp it is stored under.
     """

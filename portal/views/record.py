@@ -134,7 +134,12 @@ class CachedPage:
 
 
 def _is_cacheable(request: HttpRequest) -> bool:
-    return set(request.GET) <= CACHED_PARAMETERS and not _has_messages(request)
+    parameters = request.GET
+    if not set(parameters) <= CACHED_PARAMETERS or any(
+        len(values) > 1 for _name, values in parameters.lists()
+    ):
+        return False
+    return not _has_messages(request)
 
 
 def _page_key(request: HttpRequest, stamp: str) -> str:
@@ -178,8 +183,9 @@ def _with_csrf_token(request: HttpRequest, page: CachedPage) -> HttpResponse:
     return HttpResponse(page.html.replace(page.placeholder, get_token(request)))
 
 
-# What renders the page and its rows: our code, templates and translations, and Django's.
-RENDERING_SOURCES = ("portal", "repayments", "templates", "locale")
+# What renders the page and its rows: our code, templates, translations, styles and scripts,
+# and Django's.
+RENDERING_SOURCES = ("portal", "repayments", "templates", "locale", "static")
 
 
 @functools.cache
@@ -193,7 +199,9 @@ def _render_code_version() -> str:
     digest = hashlib.sha256(django.get_version().encode())
     for top in RENDERING_SOURCES:
         for path in sorted(Path(settings.BASE_DIR, top).rglob("*")):
-            if path.suffix in (".py", ".html", ".mo") and "migrations" not in path.parts:
+            if path.suffix in (".py", ".html", ".mo", ".css", ".js") and (
+                "migrations" not in path.parts
+            ):
                 digest.update(path.relative_to(settings.BASE_DIR).as_posix().encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()[:12]

@@ -23,10 +23,10 @@ def money_field(verbose_name: StrOrPromise, **options: Any) -> models.DecimalFie
 
 
 def record_token_field() -> models.BigIntegerField:
-    """Set by the database on every insert and update (migration 0015), never by Django:
-    the borrower's record page is cached under the sum of these tokens
-    (``repayments.selectors.record_stamp``), so any write, even a raw SQL one, is seen."""
-    return models.BigIntegerField(default=0, editable=False)
+    """Raised by the database on every update (migration 0015), never by Django; a new
+    row starts at 0. The borrower's record page is cached under the count and sum of
+    these (``repayments.selectors.record_stamp``), so any write, even raw SQL, is seen."""
+    return models.BigIntegerField(default=0, db_default=0, editable=False)
 
 
 ZERO = Decimal("0.00")

@@ -8,17 +8,20 @@ of these tables on SQLite drops its triggers; these tests fail if that happens.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from portal.views import record as record_views
 from repayments.domain.states import AttemptStatus
 from repayments.models import BoundCard, Channel, Loan, Payment, PaymentAttempt, User
 from repayments.selectors import record_stamp
@@ -116,15 +119,32 @@ def test_a_state_change_through_the_services_moves_the_stamp(borrower, loan) -> 
     assert _moves(borrower, lambda: report(attempt, AttemptStatus.SUCCEEDED, T0))
 
 
-def test_a_raw_update_shows_on_the_cached_page(client, borrower, loan) -> None:
+@pytest.fixture
+def page_renders(monkeypatch) -> list[object]:
+    """Whole record pages rendered for the cache (cache misses)."""
+    rendered: list[object] = []
+    original = record_views._render_for_cache
+
+    def counting(*args: Any) -> object:
+        rendered.append(page := original(*args))
+        return page
+
+    monkeypatch.setattr(record_views, "_render_for_cache", counting)
+    return rendered
+
+
+def test_a_raw_update_shows_on_the_cached_page(client, borrower, loan, page_renders) -> None:
     payment, attempt = open_attempt(loan, "100.00", T0)
     report(attempt, AttemptStatus.FAILED, T0 + timedelta(minutes=1))
     client.force_login(borrower)
     english = {"HTTP_ACCEPT_LANGUAGE": "en"}
     assert "100.00" in client.get(reverse("record"), **english).content.decode()
+    assert "100.00" in client.get(reverse("record"), **english).content.decode()
+    assert len(page_renders) == 1  # the second visit was served from the cache
 
     Payment.objects.filter(pk=payment.pk).update(amount=Decimal("123.45"))
     assert "123.45" in client.get(reverse("record"), **english).content.decode()
+    assert len(page_renders) == 2
 
 
 def test_the_stamp_is_read_before_the_rows_and_a_hit_reads_nothing_else(
@@ -133,13 +153,16 @@ def test_the_stamp_is_read_before_the_rows_and_a_hit_reads_nothing_else(
     """Read after the rows, a change committed in between would be stored under the new
     stamp with the old rows: a stale page served until the next change."""
     pay(loan, "100.00", T0)
+    _card(borrower)
     client.force_login(borrower)
     with CaptureQueriesContext(connection) as miss:
         client.get(reverse("record"))
     statements = [query["sql"] for query in miss.captured_queries]
     stamp_at = next(i for i, sql in enumerate(statements) if "repayments_record_clock" in sql)
-    rows_at = next(i for i, sql in enumerate(statements) if 'FROM "repayments_payment"' in sql)
-    assert stamp_at < rows_at
+    for table in ("payment", "paymentattempt", "loan", "boundcard"):
+        reads = [i for i, sql in enumerate(statements) if f'FROM "repayments_{table}"' in sql]
+        assert reads, table
+        assert min(reads) > stamp_at, table
 
     with CaptureQueriesContext(connection) as hit:
         client.get(reverse("record"))
@@ -147,3 +170,45 @@ def test_the_stamp_is_read_before_the_rows_and_a_hit_reads_nothing_else(
     assert "repayments_record_clock" in tables
     assert 'FROM "repayments_payment"' not in tables
     assert len(hit.captured_queries) <= 3  # session, user, stamp
+
+
+def test_repeated_parameters_are_shown_but_not_cached(client, borrower, loan, page_renders):
+    pay(loan, "100.00", T0)
+    client.force_login(borrower)
+    for _ in range(2):
+        assert client.get(reverse("record") + "?page=1&page=1").status_code == 200
+    assert page_renders == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_commits_out_of_token_order_still_move_the_stamp(borrower, loan) -> None:
+    """Two writers: the one that took the smaller token commits last. A reader between
+    the two commits sees the larger token only; the late commit must still move the
+    stamp (it would not if the stamp kept the largest token instead of the sum)."""
+    first = pay(loan, "100.00", T0)
+    second = pay(loan, "50.00", T0)
+    updated, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def slow_writer() -> None:
+        try:
+            with transaction.atomic():
+                Payment.objects.filter(pk=first.pk).update(amount=Decimal("101"))
+                updated.set()
+                release.wait(10)
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+            updated.set()
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=slow_writer)
+    writer.start()
+    assert updated.wait(10)
+    Payment.objects.filter(pk=second.pk).update(amount=Decimal("51"))  # larger token, commits
+    between = record_stamp(borrower=borrower)
+    release.set()
+    writer.join(10)
+    assert not failures
+    assert record_stamp(borrower=borrower) != between
