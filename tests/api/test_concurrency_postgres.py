@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
+from importlib import import_module
 from typing import Any
 
 import pytest
@@ -11,16 +12,26 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from repayments.api import payments as api_payments
-from repayments.models import Payment, PaymentAttempt
+from repayments.models import ChannelSetting, Payment, PaymentAttempt
 from tests.api.conftest import PortalChannels
 from tests.integration.test_concurrency_postgres import race
 
-# serialized_rollback: the flush after a transactional test would also drop the rows
-# data migrations wrote (channel settings), which later tests rely on.
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+# Plain transactional tests, as in tests/integration. Not serialized_rollback: that
+# reloads the database as migrated, content types included, with their original
+# ids; after another transactional test's flush has recreated the content types
+# under new ids, the reload fails on their unique (app_label, model).
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+CHANNEL_DEFAULTS = import_module("repayments.migrations.0004_default_channel_settings").DEFAULTS
+
+
+@pytest.fixture
+def channel_settings() -> None:
+    """The rows migration 0004 adds, which choosing a payment method reads; a
+    transactional test's flush removes them."""
+    for channel, priority, limit in CHANNEL_DEFAULTS:
+        ChannelSetting.objects.get_or_create(
+            channel=channel, defaults={"priority": priority, "single_payment_limit": limit}
+        )
 
 
 def _post_all(loan: Any, workers: int) -> list[Any]:
@@ -52,7 +63,7 @@ def _with_card(loan: Any) -> Any:
 
 
 def test_concurrent_same_key_requests_make_one_payment(
-    make_loan, portal_channels: PortalChannels
+    make_loan, portal_channels: PortalChannels, channel_settings: None
 ) -> None:
     loan = _with_card(make_loan())
     statuses = _post_all(loan, 6)
@@ -65,7 +76,7 @@ def test_concurrent_same_key_requests_make_one_payment(
 
 
 def test_without_the_in_flight_guard_the_database_still_allows_one(
-    make_loan, portal_channels: PortalChannels, monkeypatch
+    make_loan, portal_channels: PortalChannels, channel_settings: None, monkeypatch
 ) -> None:
     """The guard is a courtesy; the unique key and one-open-attempt constraints decide."""
     monkeypatch.setattr(api_payments, "in_flight_guard", lambda **_: nullcontext())
