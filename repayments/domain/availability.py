@@ -97,12 +97,29 @@ def method_options(
     channels: dict[str, ChannelState],
     limits: RiskLimits = DEFAULT_LIMITS,
 ) -> list[MethodOption]:
-    """Return one option per method, available ones first in channel priority order."""
-    options = [
-        _option(amount, loan, method, channels[method.channel], limits) for method in methods
-    ]
+    """Return one option per method, available ones first in channel priority order.
+
+    A channel with no settings (an admin deleted its row) is shown switched off rather
+    than breaking the list: the borrower still sees every other way to pay.
+    """
+    states = {
+        method.channel: channels.get(method.channel) or _unconfigured(method.channel)
+        for method in methods
+    }
+    options = [_option(amount, loan, method, states[method.channel], limits) for method in methods]
     return sorted(
-        options, key=lambda o: (not o.available, channels[o.channel].priority, o.method_type)
+        options, key=lambda o: (not o.available, states[o.channel].priority, o.method_type)
+    )
+
+
+def _unconfigured(channel: str) -> ChannelState:
+    return ChannelState(
+        channel=channel,
+        enabled=False,
+        priority=2**31 - 1,  # last
+        single_limit=Decimal(0),
+        maintenance_until=None,
+        circuit_open_until=None,
     )
 
 

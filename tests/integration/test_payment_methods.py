@@ -142,3 +142,18 @@ def test_messages_are_translated(make_loan) -> None:
         choice = payment_choice_for(loan=loan, amount=Decimal("100.00"), now=NOW)
         huabei = next(o for o in choice.options if o.option.method_type == "alipay_huabei")
         assert "花呗" in huabei.message
+
+
+def test_a_channel_without_settings_is_shown_switched_off_not_an_error(make_loan) -> None:
+    loan = make_loan()
+    _bind_card(loan)
+    ChannelSetting.objects.filter(channel=Channel.WECHATPAY).delete()
+    choice = _choice(loan)
+    options = _by_method(choice)
+    assert len(choice.options) == 6  # every method still listed
+    wechat = options["wechatpay_balance"]
+    assert not wechat.option.available
+    assert wechat.option.reason == Reason.CHANNEL_DISABLED
+    assert wechat.message
+    assert options["alipay_balance"].option.available
+    assert choice.recommended == "bank_debit_card"
