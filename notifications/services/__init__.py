@@ -34,6 +34,7 @@ from notifications.services.outbox import (
     notice_enqueue,
     notices_claim,
     notices_claim_leased,
+    notices_held,
     notices_in_inbox,
     settle_window,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "notice_enqueue",
     "notices_claim",
     "notices_claim_leased",
+    "notices_held",
     "notices_in_inbox",
     "notices_send",
     "render",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.db.transaction import TransactionManagementError
 
 from notifications import metrics
 from notifications.models import Notice, NoticeKind, NoticeStatus, NotificationPreference
@@ -20,6 +23,10 @@ CLAIM_LEASE = timedelta(minutes=2)
 # Claimed but unfinished notices, at most: enough to keep every worker busy, few
 # enough that the last of them is sent well within its lease even on a slow day.
 MAX_IN_FLIGHT = 2000
+
+
+# Rows per INSERT when held notices are written together.
+HELD_INSERT_CHUNK = 200
 
 
 def settle_window() -> timedelta:
@@ -61,48 +68,120 @@ def notice_enqueue(
         state_changed_at=now,
         created_at=now,
     )
-    if not _insert_unless_live(notice):
+    held = _open_hold()
+    if held is not None:
+        held.notices.append(notice)  # written, or found a duplicate, when the block ends
+        return notice
+    if not _insert_unless_live([notice]):
         return None  # the same notice is already pending, being sent or delivered
-    metrics.notices_created.labels(kind).inc()
     return notice
 
 
-def _insert_unless_live(notice: Notice) -> bool:
-    """INSERT the notice in the borrower's language, unless an equal one is live.
+@dataclass
+class _Hold:
+    savepoints: int
+    notices: list[Notice] = field(default_factory=list)
 
-    One statement on the state-change hot path: the language is read inside the
-    INSERT, and a live duplicate (the partial unique index) is skipped by ``ON
-    CONFLICT DO NOTHING`` rather than raised and caught in a savepoint. Written
-    from the model's metadata because the ORM cannot express either; PostgreSQL
-    and SQLite (3.35+) both accept it.
+
+_holds = threading.local()
+
+
+@contextmanager
+def notices_held() -> Iterator[None]:
+    """Hold :func:`notice_enqueue`'s notices in this block and write them together when
+    it ends: one INSERT for all, each still skipped if an equal notice is live.
+
+    For a batch of state changes in one transaction (the callback inbox). Inside it,
+    :func:`notice_enqueue` returns its notice unsaved (no primary key until the end,
+    and possibly a duplicate that will be skipped); inside a savepoint opened within
+    the block it writes at once, so a rollback there undoes it. If the block raises,
+    nothing held is written (the transaction is rolling back). Nested blocks join.
+
+    :raises TransactionManagementError: outside a transaction.
     """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise TransactionManagementError("notices_held() needs an open transaction")
+    if getattr(_holds, "hold", None) is not None:
+        yield
+        return
+    hold = _Hold(savepoints=len(connection.savepoint_ids))
+    _holds.hold = hold
+    try:
+        yield
+    finally:
+        _holds.hold = None
+    for start in range(0, len(hold.notices), HELD_INSERT_CHUNK):
+        _insert_unless_live(hold.notices[start : start + HELD_INSERT_CHUNK])
+
+
+def _open_hold() -> _Hold | None:
+    hold: _Hold | None = getattr(_holds, "hold", None)
+    if hold is None or len(transaction.get_connection().savepoint_ids) > hold.savepoints:
+        return None
+    return hold
+
+
+def _insert_unless_live(notices: list[Notice]) -> list[Notice]:
+    """INSERT the notices, each in its borrower's language, skipping any whose equal is
+    live; returns those written.
+
+    One INSERT whatever the number, on the state-change hot path: a live duplicate
+    (the partial unique index) is skipped by ``ON CONFLICT DO NOTHING`` rather than
+    raised and caught in a savepoint. For one notice the language is read inside the
+    INSERT; for several, in one query before it. Written from the model's metadata
+    because the ORM cannot express ``DO NOTHING ... RETURNING``; PostgreSQL and
+    SQLite (3.35+) both accept it.
+    """
+    if not notices:
+        return []
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
     meta, preferences = Notice._meta, NotificationPreference._meta
     language = meta.get_field("language")
+    key = meta.get_field("dedupe_key")
+    recipient = meta.get_field("recipient")
     fields = [f for f in meta.concrete_fields if not f.primary_key and f is not language]
-    values = [f.get_db_prep_save(f.pre_save(notice, add=True), connection) for f in fields]
-    columns = ", ".join(quote(f.column) for f in [*fields, language])
-    placeholders = ", ".join(["%s"] * len(fields))
     # Names from the models' metadata, values as parameters.
-    preferred = (
-        f"SELECT {quote(preferences.get_field('language').column)} "  # noqa: S608
-        f"FROM {quote(preferences.db_table)} "
-        f"WHERE {quote(preferences.get_field('user').column)} = %s"
-    )
+    if len(notices) == 1:
+        chosen = (
+            f"COALESCE((SELECT {quote(preferences.get_field('language').column)} "  # noqa: S608
+            f"FROM {quote(preferences.db_table)} "
+            f"WHERE {quote(preferences.get_field('user').column)} = %s), %s)"
+        )
+        languages = [[notices[0].recipient_id, settings.LANGUAGE_CODE]]
+    else:
+        chosen = "%s"
+        preferred = dict(
+            NotificationPreference.objects.filter(
+                user_id__in={n.recipient_id for n in notices}
+            ).values_list("user_id", "language")
+        )
+        languages = [[preferred.get(n.recipient_id, settings.LANGUAGE_CODE)] for n in notices]
+    row = f"({', '.join(['%s'] * len(fields))}, {chosen})"
+    columns = ", ".join(quote(f.column) for f in [*fields, language])
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608
-        f"VALUES ({placeholders}, COALESCE(({preferred}), %s)) ON CONFLICT DO NOTHING "
-        f"RETURNING {quote(meta.pk.column)}, {quote(language.column)}"
+        f"VALUES {', '.join([row] * len(notices))} ON CONFLICT DO NOTHING "
+        f"RETURNING {quote(meta.pk.column)}, {quote(language.column)}, "
+        f"{quote(recipient.column)}, {quote(key.column)}"
     )
+    params: list[Any] = []
+    for notice, chosen_params in zip(notices, languages, strict=True):
+        params += [f.get_db_prep_save(f.pre_save(notice, add=True), connection) for f in fields]
+        params += chosen_params
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*values, notice.recipient_id, settings.LANGUAGE_CODE])
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    notice.pk, notice.language = row
-    notice._state.adding = False
-    return True
+        cursor.execute(sql, params)
+        written = {(recipient_id, dedupe): (pk, lang) for pk, lang, recipient_id, dedupe in cursor}
+    inserted = []
+    for notice in notices:  # two equal notices in one INSERT: the first is the one written
+        found = written.pop((notice.recipient_id, notice.dedupe_key), None)
+        if found is not None:
+            notice.pk, notice.language = found
+            notice._state.adding = False
+            metrics.notices_created.labels(notice.kind).inc()
+            inserted.append(notice)
+    return inserted
 
 
 def contradicted_notices(*, subject_type_name: str, subject_id: int, state: str) -> list[Notice]:

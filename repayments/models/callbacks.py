@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from repayments.models.payments import Channel, PaymentAttempt
@@ -57,6 +58,13 @@ class InboundCallbackRecord(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"]),
             models.Index(fields=["out_trade_no"]),
+            # The rows still to process, oldest first, for the batch claim: the inbox
+            # keeps every callback for audit, so without it the claim walks them all.
+            models.Index(
+                fields=["id"],
+                condition=Q(status=CallbackStatus.RECEIVED),
+                name="callback_inbox_to_process",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -35,6 +35,7 @@ from repayments.models import (
 )
 from repayments.services.audit import audit_append, audit_batch
 from repayments.services.errors import AlreadyAllocated, PaymentNotSucceeded
+from repayments.services.write_behind import flush_deferred, insert_later, save_fields
 
 _PAID_FIELD = {
     Component.PENALTY: "penalty_paid",
@@ -142,6 +143,8 @@ def _locked_loan(loan_id: int) -> tuple[Loan, list[Installment]]:
     prelocked: dict[int, tuple[Loan, list[Installment]]] | None = getattr(_prelocked, "rows", None)
     if prelocked is not None and loan_id in prelocked:
         return prelocked[loan_id]
+    # Read from the database: anything a batch holds back must be written first.
+    flush_deferred()
     # The loan row only: its product is read, and locking that too would make
     # every booking on one product wait for the others.
     loan = Loan.objects.select_for_update(of=("self",)).select_related("product").get(pk=loan_id)
@@ -251,7 +254,7 @@ def _book(
                 due_date=item.due_date,
                 grace_days=loan.product.grace_days,
             )
-    return Allocation.objects.bulk_create(
+    rows = [
         Allocation(
             payment=payment,
             installment_id=line.installment_id,
@@ -261,7 +264,9 @@ def _book(
             created_at=now,
         )
         for line in plan.lines
-    )
+    ]
+    insert_later(Allocation, rows)
+    return rows
 
 
 _BOOKED_FIELDS = (
@@ -285,7 +290,7 @@ def _save_changed(installments: list[Installment], before: dict[int, tuple[objec
             n for n, v, o in zip(_BOOKED_FIELDS, _booked_state(item), old, strict=True) if v != o
         ]
         if changed:
-            item.save(update_fields=changed)
+            save_fields(item, changed)
 
 
 def _update_loan(
@@ -302,7 +307,7 @@ def _update_loan(
         loan.status = LoanStatus.SETTLED_EARLY if early else LoanStatus.SETTLED
         loan.settled_date = value_date
         fields += ["status", "settled_date"]
-    loan.save(update_fields=fields)
+    save_fields(loan, fields)
 
 
 def _record(

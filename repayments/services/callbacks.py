@@ -39,15 +39,15 @@ from repayments.models import (
     PaymentEvent,
     User,
 )
-from repayments.services.allocation import loans_prelocked
 from repayments.services.audit import audit_append, audit_batch
-from repayments.services.payments import attempt_lock, attempts_lock
+from repayments.services.payments import attempt_lock, attempts_lock, outcomes_applied_together
 from repayments.services.routing import (
     AmountMismatch,
     ChannelFactory,
     channel_result_apply_locked,
     default_channel,
 )
+from repayments.services.write_behind import update_rows
 
 logger = logging.getLogger(__name__)
 
@@ -247,6 +247,9 @@ def _process_locked(
                 record.reported_status = parsed.status
                 readable.append((record, parsed))
     if readable:
+        # Every row the batch changes is locked and held in memory: the attempts,
+        # payments, loans and installments are written once, together, at the end,
+        # with the allocations and the notices.
         _apply_readable(readable, done, now=now)
     # Every finished row in one statement, in the same transaction as its effect.
     _save_finished([record for record in fresh if record.status != CallbackStatus.RECEIVED])
@@ -254,28 +257,8 @@ def _process_locked(
 
 
 def _save_finished(records: list[InboundCallbackRecord]) -> None:
-    """Write finished rows: one UPDATE each, sent together (psycopg pipelines
-    ``executemany``: one round trip). ``bulk_update`` would build a CASE per field
-    and row, which costs more Python time than the round trips it saves."""
-    if len(records) == 1:
-        records[0].save(update_fields=FINISHED_FIELDS)
-        return
-    if not records:
-        return
-    meta = InboundCallbackRecord._meta
-    fields = [meta.get_field(name) for name in FINISHED_FIELDS]
-    connection = transaction.get_connection()
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)  # type: ignore[union-attr]
-    # Names from the model's own metadata, values as parameters.
-    where = f"WHERE {quote(meta.pk.column)} = %s"
-    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} {where}"  # noqa: S608
-    rows = [
-        [f.get_db_prep_save(getattr(r, f.attname), connection) for f in fields] + [r.pk]  # type: ignore[union-attr]
-        for r in records
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+    """Write finished rows: one UPDATE each, sent together."""
+    update_rows(InboundCallbackRecord, records, FINISHED_FIELDS)
 
 
 def _apply_readable(
@@ -304,9 +287,9 @@ def _apply_readable(
             if payment.status != PaymentStatus.SUCCEEDED:
                 booking.add(payment.loan_id)
     timeline: list[PaymentEvent] = []
-    with loans_prelocked(booking):
+    with outcomes_applied_together(booking):
         _apply_each(readable, found, locked, done, timeline, now=now)
-    PaymentEvent.objects.bulk_create(timeline)  # every row's events in one statement
+        PaymentEvent.objects.bulk_create(timeline)  # every row's events in one statement
 
 
 def _apply_each(

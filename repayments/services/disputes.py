@@ -8,6 +8,9 @@ the same transaction as the change.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from django.conf import settings
@@ -36,6 +39,7 @@ from repayments.models import (
 )
 from repayments.services.audit import audit_append
 from repayments.services.errors import NotFound
+from repayments.services.write_behind import flush_deferred
 
 DESCRIPTION_MAX = 2000
 MESSAGE_MAX = 2000
@@ -287,6 +291,41 @@ def _close(
     _notify(dispute, event=resolution, episode="resolved", now=now)
 
 
+_checked = threading.local()
+
+
+@contextmanager
+def open_cases_checked(loan_ids: Collection[int]) -> Iterator[None]:
+    """For a batch of confirmations: which of these loans have an open "paid but not
+    shown" case, read once for all, so :func:`disputes_auto_resolve` asks the database
+    only about those (nearly every batch has none)."""
+    loan_ids = set(loan_ids)
+    with_cases = set(
+        Dispute.objects.filter(
+            loan_id__in=loan_ids,
+            category=DisputeCategory.PAID_NOT_SHOWN,
+            status__in=OPEN_DISPUTE_STATUSES,
+        ).values_list("loan_id", flat=True)
+    )
+    outer = getattr(_checked, "loans", None)
+    _checked.loans = (loan_ids, with_cases)
+    try:
+        yield
+    finally:
+        _checked.loans = outer
+
+
+def _may_have_open_case(loan_id: int) -> bool:
+    checked: tuple[set[int], set[int]] | None = getattr(_checked, "loans", None)
+    if checked is not None and loan_id in checked[0]:
+        return loan_id in checked[1]
+    return Dispute.objects.filter(
+        loan_id=loan_id,
+        category=DisputeCategory.PAID_NOT_SHOWN,
+        status__in=OPEN_DISPUTE_STATUSES,
+    ).exists()
+
+
 def disputes_auto_resolve(*, payment: Payment, now: datetime) -> list[Dispute]:
     """Resolve open "paid but not shown" cases about ``payment``, now that it succeeded.
 
@@ -295,14 +334,11 @@ def disputes_auto_resolve(*, payment: Payment, now: datetime) -> list[Dispute]:
     it: a late callback, a janitor query or a settlement statement. A case that
     named one of the payment's trade numbers without being linked is linked now.
     """
-    open_cases = Dispute.objects.filter(
-        loan_id=payment.loan_id,
-        category=DisputeCategory.PAID_NOT_SHOWN,
-        status__in=OPEN_DISPUTE_STATUSES,
-    )
-    # Nearly every confirmation has no case at all: one indexed read, no lock.
-    if not open_cases.exists():
+    # Nearly every confirmation has no case at all: one indexed read (or none, in a
+    # batch that checked its loans at once), no lock.
+    if not _may_have_open_case(payment.loan_id):
         return []
+    flush_deferred()  # a batch may hold back the attempt's new trade number
     numbers = [
         number
         for pair in payment.attempts.values_list("out_trade_no", "channel_trade_no")

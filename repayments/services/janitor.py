@@ -26,10 +26,15 @@ from repayments.channels.base import (
     TradeResult,
 )
 from repayments.domain.query_schedule import REVIEW_QUERY_INTERVAL, next_query_at
-from repayments.domain.states import OPEN_ATTEMPT_STATUSES, AttemptStatus, IllegalTransition
-from repayments.models import EventKind, PaymentAttempt
+from repayments.domain.states import (
+    OPEN_ATTEMPT_STATUSES,
+    AttemptStatus,
+    IllegalTransition,
+    PaymentStatus,
+)
+from repayments.models import EventKind, PaymentAttempt, PaymentEvent
 from repayments.services.audit import audit_batch
-from repayments.services.payments import attempts_lock
+from repayments.services.payments import attempts_lock, outcomes_applied_together
 from repayments.services.routing import (
     CARD_METHODS,
     WALLET_ORDER_TTL,
@@ -157,23 +162,33 @@ def _apply_together(
     those refused (nothing is written for a refused one, see channel_result_apply_locked)."""
     applied: list[PaymentAttempt] = []
     refused: list[int] = []
+    timeline: list[PaymentEvent] = []
     with transaction.atomic(), audit_batch():
         locked_by_id = attempts_lock({(a.pk, a.payment_id) for a, _ in answered})
         pairs = [locked_by_id[a.pk] for a, _ in answered]
-        for (payment, locked), (attempt, result) in zip(pairs, answered, strict=True):
-            try:
-                applied.append(
-                    channel_result_apply_locked(
-                        payment=payment,
-                        attempt=locked,
-                        result=result,
-                        source=EventKind.POLL,
-                        now=now,
-                        evidence={"query": attempt.query_count + 1},
+        booking = {
+            payment.loan_id
+            for (payment, _), (_, result) in zip(pairs, answered, strict=True)
+            if result.status == AttemptStatus.SUCCEEDED
+            and payment.status != PaymentStatus.SUCCEEDED
+        }
+        with outcomes_applied_together(booking):
+            for (payment, locked), (attempt, result) in zip(pairs, answered, strict=True):
+                try:
+                    applied.append(
+                        channel_result_apply_locked(
+                            payment=payment,
+                            attempt=locked,
+                            result=result,
+                            source=EventKind.POLL,
+                            now=now,
+                            evidence={"query": attempt.query_count + 1},
+                            timeline=timeline,
+                        )
                     )
-                )
-            except (AmountMismatch, IllegalTransition):
-                refused.append(attempt.pk)
+                except (AmountMismatch, IllegalTransition):
+                    refused.append(attempt.pk)
+            PaymentEvent.objects.bulk_create(timeline)  # every answer's events at once
     return applied, refused
 
 

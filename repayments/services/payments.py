@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -18,6 +19,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from notifications.services import notices_held
 from repayments.domain.money import parse_amount
 from repayments.domain.query_schedule import first_query_at
 from repayments.domain.states import (
@@ -41,8 +43,9 @@ from repayments.models import (
     SettlementQuote,
     User,
 )
-from repayments.services.allocation import BOOKING_FIELDS, payment_book
+from repayments.services.allocation import BOOKING_FIELDS, loans_prelocked, payment_book
 from repayments.services.audit import audit_append, audit_batch
+from repayments.services.disputes import open_cases_checked
 from repayments.services.errors import (
     AttemptAlreadyOpen,
     IdempotencyKeyReused,
@@ -53,6 +56,7 @@ from repayments.services.errors import (
 )
 from repayments.services.payment_notices import payment_notices_on_change
 from repayments.services.timeline import timeline_event, timeline_record
+from repayments.services.write_behind import save_fields, updates_deferred
 
 PAYABLE_STATUSES = frozenset(
     {PaymentStatus.CREATED, PaymentStatus.PROCESSING, PaymentStatus.FAILED}
@@ -284,6 +288,26 @@ def attempts_lock(
     return locked
 
 
+@contextmanager
+def outcomes_applied_together(booking: Collection[int]) -> Iterator[None]:
+    """For many outcomes applied in one transaction to rows locked with
+    :func:`attempts_lock` (a batch of callbacks or of query answers).
+
+    The loans in ``booking`` (those a success in the batch may book) are locked with
+    their installments at once, their open "paid but not shown" cases read at once,
+    and every row the batch changes is written once, together, when the block ends:
+    updates (``write_behind``), allocations and notices. Inside, read the rows only
+    from the locked instances. If the block raises, nothing held is written.
+    """
+    with (
+        loans_prelocked(booking),
+        open_cases_checked(booking),
+        updates_deferred(),
+        notices_held(),
+    ):
+        yield
+
+
 def attempt_apply_locked(
     *,
     payment: Payment,
@@ -384,8 +408,9 @@ def _apply_outcome(attempt: PaymentAttempt, outcome: Outcome, now: datetime) -> 
     attempt.updated_at = now
     if outcome.status not in OPEN_ATTEMPT_STATUSES:
         attempt.next_query_at = None  # nothing left for the janitor to ask
-    attempt.save(
-        update_fields=[
+    save_fields(
+        attempt,
+        [
             "status",
             "channel_trade_no",
             "accepted_at",
@@ -393,7 +418,7 @@ def _apply_outcome(attempt: PaymentAttempt, outcome: Outcome, now: datetime) -> 
             "failure_message",
             "next_query_at",
             "updated_at",
-        ]
+        ],
     )
 
 
@@ -430,7 +455,7 @@ def _follow_attempt(
         )
         # Booked in the same transaction; the payment row is written once for both.
         payment_book(payment=payment, now=now, events=events)
-        payment.save(update_fields=_PAYMENT_STATE_FIELDS + list(BOOKING_FIELDS))
+        save_fields(payment, _PAYMENT_STATE_FIELDS + list(BOOKING_FIELDS))
         # After booking, so the notice can say which installments were paid.
         payment_notices_on_change(
             payment,
@@ -460,7 +485,7 @@ def _move_payment(
     payment.status = target
     payment.updated_at = now
     if target != PaymentStatus.SUCCEEDED:
-        payment.save(update_fields=_PAYMENT_STATE_FIELDS)
+        save_fields(payment, _PAYMENT_STATE_FIELDS)
     data = {"late_success": True} if late else {}
     summary = f"payment {previous} -> {target}" + (" (late success: money arrived)" if late else "")
     events.append(

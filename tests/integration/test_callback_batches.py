@@ -18,6 +18,8 @@ from repayments.models import (
     Allocation,
     CallbackStatus,
     Channel,
+    DisputeCategory,
+    DisputeStatus,
     EventKind,
     InboundCallbackRecord,
     Payment,
@@ -27,6 +29,7 @@ from repayments.models import (
 )
 from repayments.services import payments as payments_module
 from repayments.services.callbacks import callback_process, callbacks_process_batch
+from repayments.services.disputes import dispute_open
 from repayments.services.payments import (
     Outcome,
     attempt_open,
@@ -256,3 +259,30 @@ def test_workers_draining_at_once_apply_each_callback_once(make_loan) -> None:
     assert not InboundCallbackRecord.objects.exclude(status=CallbackStatus.PROCESSED).exists()
     for attempt in attempts:
         _succeeded_once(attempt)
+
+
+def test_a_case_naming_the_channels_number_is_linked_by_a_batch(make_loan) -> None:
+    """The batch holds back the attempt's new channel number until its end; the case
+    search reads attempts from the database, so the held rows must be written first."""
+    attempt = _pending_attempt(make_loan)
+    other = _pending_attempt(make_loan)
+    payment = Payment.objects.select_related("loan").get(pk=attempt.payment_id)
+    case = dispute_open(
+        borrower=payment.borrower,
+        loan=payment.loan,
+        now=timezone.now(),
+        category=DisputeCategory.PAID_NOT_SHOWN,
+        description="paid, not shown",
+        trade_no=f"T{attempt.out_trade_no}",  # the channel's number, unknown to us yet
+    )
+    assert case.payment is None
+    _stored(other.out_trade_no)
+    _stored(attempt.out_trade_no)
+
+    callbacks_process_batch(now=timezone.now(), channels=_json)
+
+    case.refresh_from_db()
+    assert case.payment_id == payment.pk
+    assert case.status == DisputeStatus.RESOLVED
+    _succeeded_once(attempt)
+    _succeeded_once(other)

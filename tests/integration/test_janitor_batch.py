@@ -10,9 +10,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from notifications.models import Notice, NoticeKind
 from repayments.channels.base import ChannelUnavailable, TradeResult
 from repayments.domain.states import AttemptStatus, PaymentStatus
 from repayments.models import (
+    Allocation,
     AuditEntry,
     EventKind,
     Payment,
@@ -95,7 +97,13 @@ def test_paid_attempts_are_booked_together_and_the_rest_asked_again_later(
         payment = Payment.objects.get(pk=attempt.payment_id)
         assert payment.status == PaymentStatus.SUCCEEDED
         assert payment.allocated_at is not None  # booked in the same transaction
+        assert sum(a.amount for a in Allocation.objects.filter(payment=payment)) == payment.amount
         assert PaymentAttempt.objects.get(pk=attempt.pk).next_query_at is None
+        assert PaymentEvent.objects.filter(
+            payment=payment, kind=EventKind.POLL, to_status=AttemptStatus.SUCCEEDED
+        ).exists()
+        notices = Notice.objects.filter(subject_id=payment.pk, kind=NoticeKind.PAYMENT_SUCCEEDED)
+        assert notices.count() == 1
     still = PaymentAttempt.objects.get(pk=waiting.pk)
     assert still.query_count == 1
     assert still.next_query_at == still.created_at + timedelta(seconds=30)

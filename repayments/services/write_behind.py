@@ -1,0 +1,149 @@
+"""Row writes held back to the end of a batch and sent together.
+
+A batch that applies many outcomes in one transaction (the callback inbox) keeps the
+rows it locked in memory and reads only those: writing each change at once costs one
+ORM statement (building it, a round trip) per row per change. Inside
+:func:`updates_deferred`, :func:`save_fields` queues the instance instead, and the
+block's end writes every queued row with one ``executemany`` per model and set of
+fields (psycopg pipelines it: one round trip), with the values the instances hold
+then; :func:`insert_later` queues new rows for one ``bulk_create`` per model.
+
+Outside such a block, and inside a savepoint opened within it (whose rollback must
+undo the write), both write at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from django.db import models, transaction
+from django.db.transaction import TransactionManagementError
+
+_local = threading.local()
+_M = TypeVar("_M", bound=models.Model)
+
+
+@dataclass
+class _Pending:
+    savepoints: int
+    rows: dict[tuple[type[models.Model], object], tuple[models.Model, set[str]]] = field(
+        default_factory=dict
+    )
+    new: dict[type[models.Model], list[models.Model]] = field(default_factory=dict)
+
+
+@contextmanager
+def updates_deferred() -> Iterator[None]:
+    """Queue :func:`save_fields` updates in this block; write them when it ends.
+
+    Use inside the transaction, around code that reads the rows it changes only from
+    the instances it holds (reading one back from the database before the block
+    ends would see the old row: call :func:`flush_deferred` first). If the block
+    raises, nothing queued is written (the transaction is rolling back). A nested
+    block joins the outer one.
+
+    :raises TransactionManagementError: outside a transaction.
+    """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise TransactionManagementError("updates_deferred() needs an open transaction")
+    if getattr(_local, "pending", None) is not None:
+        yield
+        return
+    pending = _Pending(savepoints=len(connection.savepoint_ids))
+    _local.pending = pending
+    try:
+        yield
+    finally:
+        _local.pending = None
+    _write(pending)
+
+
+def save_fields(instance: models.Model, fields: Sequence[str]) -> None:
+    """``instance.save(update_fields=fields)``, or queued inside :func:`updates_deferred`."""
+    pending = _open_block()
+    if pending is None:
+        instance.save(update_fields=fields)
+        return
+    key = (type(instance), instance.pk)
+    queued = pending.rows.get(key)
+    if queued is None:
+        pending.rows[key] = (instance, set(fields))
+    else:
+        queued[1].update(fields)
+
+
+def insert_later(model: type[_M], instances: Sequence[_M]) -> None:
+    """``model.objects.bulk_create(instances)``, or queued inside :func:`updates_deferred`
+    (the instances get their primary keys when the block ends)."""
+    pending = _open_block()
+    if pending is None:
+        model._default_manager.bulk_create(instances)
+        return
+    pending.new.setdefault(model, []).extend(instances)
+
+
+def _open_block() -> _Pending | None:
+    """The open block, unless a savepoint was opened inside it since."""
+    pending: _Pending | None = getattr(_local, "pending", None)
+    if pending is None or len(transaction.get_connection().savepoint_ids) > pending.savepoints:
+        return None
+    return pending
+
+
+def flush_deferred() -> None:
+    """Write what is queued now (before a read of rows that may be among them)."""
+    pending: _Pending | None = getattr(_local, "pending", None)
+    if pending is not None:
+        _write(pending)
+
+
+def _write(pending: _Pending) -> None:
+    new, pending.new = pending.new, {}
+    for model, instances in new.items():
+        model._default_manager.bulk_create(instances)
+    groups: dict[tuple[type[models.Model], tuple[str, ...]], list[models.Model]] = {}
+    for instance, queued in pending.rows.values():
+        groups.setdefault((type(instance), tuple(sorted(queued))), []).append(instance)
+    pending.rows.clear()
+    for (model, fields), instances in groups.items():
+        update_rows(model, instances, fields)
+
+
+def update_rows(
+    model: type[models.Model], instances: Iterable[models.Model], fields: Sequence[str]
+) -> None:
+    """One ``UPDATE ... WHERE pk = %s`` per instance, sent together (``executemany``).
+
+    ``bulk_update`` would build one statement with a CASE per field and row, which costs
+    more Python time than the round trips this saves. Values go through each field's
+    ``pre_save`` (``auto_now`` stamps) and ``get_db_prep_save``, as ``save()`` does.
+    """
+    instances = list(instances)
+    if len(instances) == 1:
+        instances[0].save(update_fields=fields)
+        return
+    if not instances:
+        return
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in concrete)  # type: ignore[union-attr]
+    # Names from the model's own metadata, values as parameters.
+    where = f"WHERE {quote(meta.pk.column)} = %s"
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} {where}"  # noqa: S608
+    rows = [
+        [
+            f.get_db_prep_save(f.pre_save(instance, False), connection)  # type: ignore[union-attr]
+            for f in concrete
+        ]
+        + [instance.pk]
+        for instance in instances
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
