@@ -31,6 +31,7 @@ from repayments.models import (
     Installment,
     LoanStatus,
     PaymentAttempt,
+    PaymentEvent,
     PaymentMethodType,
     ScheduledDebit,
 )
@@ -48,6 +49,7 @@ from repayments.services.payments import (
     attempt_open,
     attempt_record_outcome,
     attempts_lock,
+    outcomes_applied_together,
     payment_create,
 )
 from repayments.services.routing import (
@@ -243,16 +245,31 @@ def _record_together(
     (nothing is written for it) is recorded alone afterwards, raising as it would
     from payment_start."""
     recorded: list[PaymentAttempt | None] = []
+    timeline: list[PaymentEvent] = []
     with transaction.atomic(), audit_batch():
         locked_by_id = attempts_lock({(a.pk, a.payment_id) for a in attempts})
         pairs = [locked_by_id[a.pk] for a in attempts]
-        for (payment, locked), outcome in zip(pairs, outcomes, strict=True):
-            try:
-                recorded.append(
-                    attempt_apply_locked(payment=payment, attempt=locked, outcome=outcome, now=now)
-                )
-            except IllegalTransition:
-                recorded.append(None)
+        booking = {
+            payment.loan_id
+            for (payment, _), outcome in zip(pairs, outcomes, strict=True)
+            if outcome.status == AttemptStatus.SUCCEEDED
+            and payment.status != PaymentStatus.SUCCEEDED
+        }
+        with outcomes_applied_together(booking):
+            for (payment, locked), outcome in zip(pairs, outcomes, strict=True):
+                try:
+                    recorded.append(
+                        attempt_apply_locked(
+                            payment=payment,
+                            attempt=locked,
+                            outcome=outcome,
+                            now=now,
+                            timeline=timeline,
+                        )
+                    )
+                except IllegalTransition:
+                    recorded.append(None)
+            PaymentEvent.objects.bulk_create(timeline)  # every answer's events at once
     return [
         done
         or attempt_record_outcome(

@@ -7,8 +7,10 @@ from datetime import date, timedelta
 
 import pytest
 
+from notifications.models import Notice, NoticeKind
 from repayments.domain.states import PaymentStatus
 from repayments.models import (
+    Allocation,
     DebitStatus,
     LoanProduct,
     Payment,
@@ -145,4 +147,28 @@ def test_a_declined_row_of_a_batch_retries_on_the_next_card(make_loan) -> None:
     )
     assert again.status == DebitStatus.SUCCEEDED
     assert ScheduledDebit.objects.get(pk=again.pk).status == DebitStatus.SUCCEEDED
+    assert audit_verify() is None
+
+
+def test_debits_the_bank_takes_at_once_are_booked_together(make_loan) -> None:
+    """The bank answers "paid" on the spot: the batch records and books every row in
+    one transaction, each exactly once, with its success notice."""
+    fakes = FakeChannels()
+    fakes("unionpay").create_behaviour = "succeeded"
+    loans = [_loan_with_card(make_loan, f"tok_now{n}") for n in range(3)]
+    assert auto_debit_schedule(run_date=DUE, now=NINE) == 3
+    ids = auto_debit_claim(now=NINE)
+
+    done = auto_debit_execute_many(debit_ids=ids, now=NINE, channels=fakes)
+
+    assert {d.status for d in done} == {DebitStatus.SUCCEEDED}
+    for loan in loans:
+        [payment] = Payment.objects.filter(loan=loan)
+        assert payment.status == PaymentStatus.SUCCEEDED
+        assert payment.allocated_at is not None
+        booked = Allocation.objects.filter(payment=payment)
+        assert sum(a.amount for a in booked) == payment.amount
+        kinds = set(Notice.objects.filter(subject_id=payment.pk).values_list("kind", flat=True))
+        assert NoticeKind.PAYMENT_SUCCEEDED in kinds
+    assert len(fakes("unionpay").charges) == 3
     assert audit_verify() is None
