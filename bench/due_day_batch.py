@@ -254,6 +254,7 @@ def main() -> None:
 
             profiler = cProfile.Profile()
             sent, debit_cpu = profiler.runcall(_debit_worker, (sandbox_url, options.claim_size))
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         else:
             with ProcessPoolExecutor(options.workers, mp_context=SPAWN) as pool:

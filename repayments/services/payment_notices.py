@@ -117,9 +117,9 @@ def payment_notice_params(
     installments = sorted(loan.installments.all(), key=lambda item: item.number)
     next_due = next((i for i in installments if i.paid_value_date is None), None)
     numbers = {item.pk: item.number for item in installments}
-    booked = sorted(
-        {n for row in payment.allocations.all() if (n := numbers.get(row.installment_id or 0))}
-    )
+    # Allocations exist only once the payment is booked: no query before that.
+    allocations = payment.allocations.all() if payment.allocated_at is not None else ()
+    booked = sorted({n for row in allocations if (n := numbers.get(row.installment_id or 0))})
     when = payment.value_at or payment.succeeded_at
     return {
         "amount": format_yuan(payment.amount),
