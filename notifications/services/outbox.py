@@ -48,6 +48,9 @@ def notice_enqueue(
 ) -> Notice | None:
     """Write a notice in the caller's transaction; None if an equal one is already live.
 
+    Inside :func:`notices_held` the notice is returned unsaved and written when the
+    block ends (skipped then if an equal one is live).
+
     ``episode`` separates repeated visits to one state (e.g. a second attempt
     failing after a fallback) so each gets its notice, while duplicates of one
     visit collapse into one.

@@ -114,6 +114,9 @@ def payment_notice_params(
     attempt = attempt or payment.attempts.order_by("-created_at", "-id").first()
     loan = payment.loan
     # ``.all()``: a booking just made left both cached on the objects (no query).
+    # Otherwise (a failure) they are read here; inside a batch that holds its writes
+    # that is still current: a batch books nothing on a loan whose attempt fails in it
+    # (one open attempt per loan), and it never writes a loan's schedule otherwise.
     installments = sorted(loan.installments.all(), key=lambda item: item.number)
     next_due = next((i for i in installments if i.paid_value_date is None), None)
     numbers = {item.pk: item.number for item in installments}

@@ -73,8 +73,11 @@ def save_fields(instance: models.Model, fields: Sequence[str]) -> None:
     queued = pending.rows.get(key)
     if queued is None:
         pending.rows[key] = (instance, set(fields))
-    else:
+    elif queued[0] is instance:
         queued[1].update(fields)
+    else:  # another copy of the same row: write the first as it stands, then hold this one
+        update_rows(type(instance), [queued[0]], sorted(queued[1]))
+        pending.rows[key] = (instance, set(fields))
 
 
 def insert_later(model: type[_M], instances: Sequence[_M]) -> None:
@@ -96,10 +99,17 @@ def _open_block() -> _Pending | None:
 
 
 def flush_deferred() -> None:
-    """Write what is queued now (before a read of rows that may be among them)."""
+    """Write what is queued now (before a read of rows that may be among them).
+
+    :raises TransactionManagementError: inside a savepoint opened within the block: its
+        rollback would undo writes that were held outside it, and they would be lost.
+    """
     pending: _Pending | None = getattr(_local, "pending", None)
-    if pending is not None:
-        _write(pending)
+    if pending is None:
+        return
+    if len(transaction.get_connection().savepoint_ids) > pending.savepoints:
+        raise TransactionManagementError("flush_deferred() inside a savepoint of the block")
+    _write(pending)
 
 
 def _write(pending: _Pending) -> None:

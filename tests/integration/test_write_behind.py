@@ -120,3 +120,27 @@ def test_new_rows_are_inserted_together_when_the_block_ends() -> None:
         assert len(inserts) == 1
     assert all(day.pk is not None for day in days)
     assert CalendarDay.objects.filter(name="National Day").count() == 3
+
+
+def test_a_second_copy_of_a_row_keeps_both_copies_changes(make_loan) -> None:
+    loan = make_loan()
+    copy = Loan.objects.get(pk=loan.pk)
+    with transaction.atomic(), updates_deferred():
+        loan.credit_balance = Decimal("5.00")
+        save_fields(loan, ["credit_balance"])
+        copy.vehicle = "From the copy"
+        save_fields(copy, ["vehicle"])
+    stored = Loan.objects.get(pk=loan.pk)
+    assert stored.credit_balance == Decimal("5.00")
+    assert stored.vehicle == "From the copy"
+
+
+def test_flushing_inside_a_savepoint_of_the_block_is_refused(make_loan) -> None:
+    """Its rollback would take the writes held before it along: they would be lost."""
+    loan = make_loan()
+    with transaction.atomic(), updates_deferred():
+        loan.vehicle = "Held before the savepoint"
+        save_fields(loan, ["vehicle"])
+        with pytest.raises(TransactionManagementError), transaction.atomic():
+            flush_deferred()
+    assert _vehicle(loan) == "Held before the savepoint"
