@@ -133,6 +133,7 @@ def main() -> None:
     django.setup()
     import redis
     from django.conf import settings
+    from django.core.management import call_command
     from django.utils import timezone
 
     from notifications.models import Notice, NoticeStatus
@@ -140,6 +141,7 @@ def main() -> None:
     from portal.celery import app
     from repayments.models import User
 
+    call_command("migrate", verbosity=0)  # a new database works as well as a used one
     redis_client = redis.Redis.from_url(settings.REDIS_URL)
     redis_client.delete("celery")
     users = [
