@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from notifications.services import notices_held
 from repayments.domain.errors import DomainError
 from repayments.domain.states import (
     OPEN_ATTEMPT_STATUSES,
@@ -58,6 +59,7 @@ from repayments.services.routing import (
     default_channel,
     payment_start,
 )
+from repayments.services.write_behind import updates_deferred
 
 RETRY_BACKOFF = (timedelta(minutes=30), timedelta(hours=2), timedelta(hours=4))
 # No debit is started after this local hour: a bank statement line at midnight
@@ -213,7 +215,9 @@ def _open_together(
     """Create the rows' payments and open their attempts, and remember each payment on
     its row, all committed before anything is sent (a crash after it is recoverable)."""
     attempts: list[PaymentAttempt] = []
-    with transaction.atomic(), audit_batch():
+    # Each payment's move to processing and its notice are written with the others
+    # when the block ends; nothing here reads them back (each row's payment is new).
+    with transaction.atomic(), audit_batch(), updates_deferred(), notices_held():
         for debit, _ in ready:
             payment = payment_create(
                 loan=debit.loan,
