@@ -227,3 +227,19 @@ def portal_channels(
     default_channel.cache_clear()
     yield PortalChannels(running_sandbox, client)
     default_channel.cache_clear()
+
+
+@pytest.fixture
+def page_renders(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Whole record pages actually rendered for the cache (cache misses), in order."""
+    from portal.views import record as record_views
+
+    rendered: list[Any] = []
+    original = record_views._render_for_cache
+
+    def counting(*args: Any) -> Any:
+        rendered.append(page := original(*args))
+        return page
+
+    monkeypatch.setattr(record_views, "_render_for_cache", counting)
+    return rendered

@@ -452,21 +452,6 @@ def test_the_row_cache_is_per_language(client, borrower, loan, row_renders) -> N
 # --- The whole record page cached, never stale --------------------------------------------
 
 
-@pytest.fixture
-def page_renders(monkeypatch) -> list[record_views.CachedPage]:
-    """Whole record pages actually rendered for the cache (cache misses)."""
-    rendered: list[record_views.CachedPage] = []
-    original = record_views._render_for_cache
-
-    def counting(request: Any, template: str, context: dict[str, Any]) -> record_views.CachedPage:
-        page = original(request, template, context)
-        rendered.append(page)
-        return page
-
-    monkeypatch.setattr(record_views, "_render_for_cache", counting)
-    return rendered
-
-
 def _csrf_tokens(html: str) -> set[str]:
     return set(re.findall(r'(?:csrfmiddlewaretoken" value="|"X-CSRFToken": ")([^"]+)', html))
 

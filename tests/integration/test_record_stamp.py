@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -21,7 +20,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from portal.views import record as record_views
 from repayments.domain.states import AttemptStatus
 from repayments.models import BoundCard, Channel, Loan, Payment, PaymentAttempt, User
 from repayments.selectors import record_stamp
@@ -117,20 +115,6 @@ def test_another_borrowers_writes_leave_the_stamp_alone(borrower, loan, make_bor
 def test_a_state_change_through_the_services_moves_the_stamp(borrower, loan) -> None:
     _payment, attempt = open_attempt(loan, "100.00", T0)
     assert _moves(borrower, lambda: report(attempt, AttemptStatus.SUCCEEDED, T0))
-
-
-@pytest.fixture
-def page_renders(monkeypatch) -> list[object]:
-    """Whole record pages rendered for the cache (cache misses)."""
-    rendered: list[object] = []
-    original = record_views._render_for_cache
-
-    def counting(*args: Any) -> object:
-        rendered.append(page := original(*args))
-        return page
-
-    monkeypatch.setattr(record_views, "_render_for_cache", counting)
-    return rendered
 
 
 def test_a_raw_update_shows_on_the_cached_page(client, borrower, loan, page_renders) -> None:
