@@ -253,13 +253,10 @@ def _record_together(
     with transaction.atomic(), audit_batch():
         locked_by_id = attempts_lock({(a.pk, a.payment_id) for a in attempts})
         pairs = [locked_by_id[a.pk] for a in attempts]
-        booking = {
-            payment.loan_id
-            for (payment, _), outcome in zip(pairs, outcomes, strict=True)
-            if outcome.status == AttemptStatus.SUCCEEDED
-            and payment.status != PaymentStatus.SUCCEEDED
-        }
-        with outcomes_applied_together(booking):
+        reports = [
+            (payment, outcome.status) for (payment, _), outcome in zip(pairs, outcomes, strict=True)
+        ]
+        with outcomes_applied_together(reports):
             for (payment, locked), outcome in zip(pairs, outcomes, strict=True):
                 try:
                     recorded.append(

@@ -29,7 +29,7 @@ from repayments.channels.base import (
     InboundCallback,
     TradeResult,
 )
-from repayments.domain.states import AttemptStatus, IllegalTransition, PaymentStatus
+from repayments.domain.states import AttemptStatus, IllegalTransition
 from repayments.models import (
     CallbackStatus,
     EventKind,
@@ -278,16 +278,13 @@ def _apply_readable(
     locked = attempts_lock(
         {found[key] for key in ((r.channel, p.out_trade_no) for r, p in readable) if key in found}
     )
-    # The loans these successes will book, locked up front and all at once.
-    booking = set()
-    for record, parsed in readable:
-        key = found.get((record.channel, parsed.out_trade_no))
-        if key is not None and parsed.status == AttemptStatus.SUCCEEDED:
-            payment = locked[key[0]][0]
-            if payment.status != PaymentStatus.SUCCEEDED:
-                booking.add(payment.loan_id)
+    reports = [
+        (locked[key[0]][0], parsed.status)
+        for record, parsed in readable
+        if (key := found.get((record.channel, parsed.out_trade_no))) is not None
+    ]
     timeline: list[PaymentEvent] = []
-    with outcomes_applied_together(booking):
+    with outcomes_applied_together(reports):
         _apply_each(readable, found, locked, done, timeline, now=now)
         PaymentEvent.objects.bulk_create(timeline)  # every row's events in one statement
 

@@ -30,7 +30,6 @@ from repayments.domain.states import (
     OPEN_ATTEMPT_STATUSES,
     AttemptStatus,
     IllegalTransition,
-    PaymentStatus,
 )
 from repayments.models import EventKind, PaymentAttempt, PaymentEvent
 from repayments.services.audit import audit_batch
@@ -166,13 +165,11 @@ def _apply_together(
     with transaction.atomic(), audit_batch():
         locked_by_id = attempts_lock({(a.pk, a.payment_id) for a, _ in answered})
         pairs = [locked_by_id[a.pk] for a, _ in answered]
-        booking = {
-            payment.loan_id
+        reports = [
+            (payment, result.status)
             for (payment, _), (_, result) in zip(pairs, answered, strict=True)
-            if result.status == AttemptStatus.SUCCEEDED
-            and payment.status != PaymentStatus.SUCCEEDED
-        }
-        with outcomes_applied_together(booking):
+        ]
+        with outcomes_applied_together(reports):
             for (payment, locked), (attempt, result) in zip(pairs, answered, strict=True):
                 try:
                     applied.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -289,16 +289,22 @@ def attempts_lock(
 
 
 @contextmanager
-def outcomes_applied_together(booking: Collection[int]) -> Iterator[None]:
+def outcomes_applied_together(reports: Iterable[tuple[Payment, str]]) -> Iterator[None]:
     """For many outcomes applied in one transaction to rows locked with
-    :func:`attempts_lock` (a batch of callbacks or of query answers).
+    :func:`attempts_lock` (a batch of callbacks, query answers or bank answers);
+    ``reports``: each locked payment with the status reported for its attempt.
 
-    The loans in ``booking`` (those a success in the batch may book) are locked with
-    their installments at once, their open "paid but not shown" cases read at once,
-    and every row the batch changes is written once, together, when the block ends:
-    updates (``write_behind``), allocations and notices. Inside, read the rows only
-    from the locked instances. If the block raises, nothing held is written.
+    The loans a success in the batch may book are locked with their installments at
+    once, their open "paid but not shown" cases read at once, and every row the batch
+    changes is written once, together, when the block ends: updates
+    (``write_behind``), allocations and notices. Inside, read the rows only from the
+    locked instances. If the block raises, nothing held is written.
     """
+    booking = {
+        payment.loan_id
+        for payment, reported in reports
+        if reported == AttemptStatus.SUCCEEDED and payment.status != PaymentStatus.SUCCEEDED
+    }
     with (
         loans_prelocked(booking),
         open_cases_checked(booking),
