@@ -21,10 +21,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from repayments.domain.states import AttemptStatus
-from repayments.models import BoundCard, Channel, Loan, Payment, PaymentAttempt, User
+from repayments.models import BoundCard, Loan, Payment, PaymentAttempt, User
 from repayments.selectors import record_stamp
 from tests.conftest import at
-from tests.integration.helpers import open_attempt, pay, report
+from tests.integration.helpers import bind_debit_card, open_attempt, pay, report
 
 pytestmark = pytest.mark.django_db
 T0 = at(date(2026, 2, 5), 10)
@@ -45,18 +45,6 @@ def loan(make_loan, borrower) -> Loan:
     return make_loan(borrower=borrower, start_date=timezone.localdate() - timedelta(days=20))
 
 
-def _card(borrower: User, token: str = "tok_stamp01") -> BoundCard:
-    return BoundCard.objects.create(
-        borrower=borrower,
-        channel=Channel.UNIONPAY,
-        card_token=token,
-        card_masked="6222 **** **** 0018",
-        bank_name="中国工商银行",
-        priority=1,
-        verified_until=date(2030, 12, 31),
-    )
-
-
 def _moves(borrower: User, write: Callable[[], object]) -> bool:
     before = record_stamp(borrower=borrower)
     write()
@@ -65,7 +53,7 @@ def _moves(borrower: User, write: Callable[[], object]) -> bool:
 
 def test_a_raw_update_of_each_table_moves_the_stamp(borrower, loan) -> None:
     payment, attempt = open_attempt(loan, "100.00", T0)
-    card = _card(borrower)
+    card = bind_debit_card(borrower, "tok_stamp01")
     writes = {
         "payment": lambda: Payment.objects.filter(pk=payment.pk).update(amount=Decimal("99")),
         "attempt": lambda: PaymentAttempt.objects.filter(pk=attempt.pk).update(
@@ -88,13 +76,13 @@ def test_a_save_that_changes_nothing_still_moves_the_stamp(borrower, loan) -> No
 
 def test_inserts_move_the_stamp(borrower, loan) -> None:
     assert _moves(borrower, lambda: open_attempt(loan, "100.00", T0))
-    assert _moves(borrower, lambda: _card(borrower))
+    assert _moves(borrower, lambda: bind_debit_card(borrower, "tok_stamp01"))
 
 
 def test_every_delete_is_counted(borrower, loan) -> None:
     """A delete, an insert and an update together could leave a count and a sum where
     they were; the deletion count cannot stay."""
-    card = _card(borrower)
+    card = bind_debit_card(borrower, "tok_stamp01")
 
     def deletions() -> str:
         return record_stamp(borrower=borrower).rsplit("/", 1)[1]
@@ -109,7 +97,7 @@ def test_another_borrowers_writes_leave_the_stamp_alone(borrower, loan, make_bor
     other_loan = make_loan(borrower=other)
     pay(loan, "100.00", T0)
     assert not _moves(borrower, lambda: pay(other_loan, "50.00", T0))
-    assert not _moves(borrower, lambda: _card(other))
+    assert not _moves(borrower, lambda: bind_debit_card(other, "tok_stamp02"))
 
 
 def test_a_state_change_through_the_services_moves_the_stamp(borrower, loan) -> None:
@@ -137,7 +125,7 @@ def test_the_stamp_is_read_before_the_rows_and_a_hit_reads_nothing_else(
     """Read after the rows, a change committed in between would be stored under the new
     stamp with the old rows: a stale page served until the next change."""
     pay(loan, "100.00", T0)
-    _card(borrower)
+    bind_debit_card(borrower, "tok_stamp01")
     client.force_login(borrower)
     with CaptureQueriesContext(connection) as miss:
         client.get(reverse("record"))
