@@ -8,11 +8,11 @@ unavailable (not reached, not charged) or unknown (may have charged: query it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from repayments.domain.states import AttemptStatus
 
@@ -152,3 +152,40 @@ class PaymentChannel(Protocol):
     def callback_ack(self) -> CallbackAck: ...
 
     def fetch_settlement_file(self, day: date) -> list[SettlementRecord]: ...
+
+
+@dataclass(frozen=True)
+class DebitBatchLine:
+    """One withholding of a batch: our order number, the amount, the bound card's token."""
+
+    out_trade_no: str
+    amount: Decimal
+    card_token: str
+
+
+@runtime_checkable
+class BatchDebitChannel(Protocol):
+    """A withholding channel that also takes many debits as one signed batch file.
+
+    Each line is an order of its own (its number can be queried, cancelled and
+    refunded like any other); only the sending and the results come together.
+    """
+
+    max_batch_lines: int
+
+    def submit_debit_batch(
+        self, *, batch_no: str, placed_at: datetime, lines: Sequence[DebitBatchLine]
+    ) -> list[TradeResult | ChannelError]:
+        """One answer per line, in order: the line's result (PENDING once the channel
+        took it) or the error that settles it, exactly as :meth:`PaymentChannel.create_order`
+        would raise it for that one order (declined, unavailable, outcome unknown)."""
+        ...
+
+    def query_debit_batch(
+        self, *, batch_no: str, placed_at: datetime, out_trade_nos: Sequence[str]
+    ) -> dict[str, TradeResult]:
+        """What the channel says of each named line of the batch sent at ``placed_at``.
+
+        :raises ChannelUnavailable: when it cannot say now (ask again later).
+        """
+        ...

@@ -25,7 +25,8 @@ import binascii
 import hashlib
 import re
 import threading
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -45,6 +46,7 @@ from repayments.channels.base import (
     ChannelError,
     ChannelOutcomeUnknown,
     ChannelUnavailable,
+    DebitBatchLine,
     InboundCallback,
     NextAction,
     OrderCreated,
@@ -62,12 +64,22 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 BACK_TRANS_PATH = "/gateway/api/backTransReq.do"
 QUERY_PATH = "/gateway/api/queryTrans.do"
 FILE_TRANSFER_PATH = "/gateway/api/fileTransfer.do"
+BATCH_TRANS_PATH = "/gateway/api/batchTrans.do"
 
 TXN_WITHHOLD = "11"  # 代收
 TXN_QUERY = "00"
 TXN_CANCEL = "31"  # 撤销
 TXN_REFUND = "04"  # 退货
 TXN_FILE = "76"  # 文件传输 (settlement file download)
+TXN_BATCH = "21"  # 批量交易
+TXN_BATCH_QUERY = "22"  # 批量查询
+SUB_BATCH_WITHHOLD = "02"  # 批量代收
+
+# A batch number is four digits, unique per merchant and day (with its txnTime).
+MAX_BATCH_NO = 9999
+MAX_BATCH_LINES = 1000
+# Decompressed batch files are bounded: a small body must not inflate without limit.
+MAX_BATCH_FILE_BYTES = 4 * 1024 * 1024
 
 RESP_SUCCESS = "00"
 # 03 communication time-out, 04 state not yet known, 05 accepted and processing:
@@ -180,6 +192,29 @@ def parse_form(body: bytes | str) -> dict[str, str]:
     return fields
 
 
+def encode_batch_file(rows: Sequence[Sequence[str]]) -> str:
+    """``|``-separated rows, one per line, deflated and base64-encoded (``fileContent``)."""
+    text = "".join("|".join(row) + "\n" for row in rows)
+    return base64.b64encode(zlib.compress(text.encode("utf-8"))).decode("ascii")
+
+
+def decode_batch_file(content: str) -> list[list[str]]:
+    """The rows of an :func:`encode_batch_file` text.
+
+    :raises ValueError: for bad base64 or deflate data, a file larger than
+        :data:`MAX_BATCH_FILE_BYTES` once inflated, or text that is not UTF-8.
+    """
+    try:
+        packed = base64.b64decode(content, validate=True)
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(packed, MAX_BATCH_FILE_BYTES)
+    except (binascii.Error, zlib.error) as exc:
+        raise ValueError(f"fileContent: {exc}") from exc
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise ValueError("fileContent is truncated or inflates beyond the limit")
+    return [line.split("|") for line in raw.decode("utf-8").splitlines() if line]
+
+
 # --- Values -------------------------------------------------------------------------
 
 
@@ -276,6 +311,21 @@ def _refund_result(refund_no: str, answer: Mapping[str, str]) -> RefundResult:
     raise ChannelOutcomeUnknown("refund_outcome_unknown", f"refund answered respCode {code}")
 
 
+def _debit_terms(card_token: str, amount: Decimal) -> tuple[str, int]:
+    """The token and fen of a withholding, checked before anything is sent.
+
+    :raises ChannelDeclined: without a usable card token or amount.
+    """
+    if not card_token:
+        raise ChannelDeclined("no_card_token", "withholding needs a bound card token")
+    if not _TOKEN.fullmatch(card_token):
+        raise ChannelDeclined("invalid_card_token", "card token has unexpected characters")
+    try:
+        return card_token, yuan_to_fen(amount)
+    except ValueError as exc:
+        raise ChannelDeclined("invalid_amount", str(exc)) from exc
+
+
 # --- Adapter -----------------------------------------------------------------------
 
 
@@ -302,6 +352,7 @@ class UnionPayChannel:
     """Bank-card withholding through UnionPay ACP; see the module docstring."""
 
     name = "unionpay"
+    max_batch_lines = MAX_BATCH_LINES
 
     def __init__(
         self, config: UnionPayConfig, *, clock: Callable[[], datetime] | None = None
@@ -400,20 +451,13 @@ class UnionPayChannel:
         :raises ChannelOutcomeUnknown: when the request left and no trustworthy
             answer came back; the order must then be queried.
         """
-        if not request.card_token:
-            raise ChannelDeclined("no_card_token", "withholding needs a bound card token")
-        if not _TOKEN.fullmatch(request.card_token):
-            raise ChannelDeclined("invalid_card_token", "card token has unexpected characters")
-        try:
-            fen = yuan_to_fen(request.amount)
-        except ValueError as exc:
-            raise ChannelDeclined("invalid_amount", str(exc)) from exc
+        token, fen = _debit_terms(request.card_token, request.amount)
         fields = self._common(TXN_WITHHOLD, "00") | {
             "orderId": request.out_trade_no,
             "txnTime": txn_time(request.placed_at or self._clock()),
             "txnAmt": str(fen),
             "currencyCode": "156",
-            "tokenPayData": f"{{token={request.card_token}}}",
+            "tokenPayData": f"{{token={token}}}",
             "backUrl": request.notify_url,
         }
         answer = self._exchange(
@@ -472,6 +516,99 @@ class UnionPayChannel:
             failure_message="UnionPay has no record of this order",
             raw=dict(answer),
         )
+
+    def submit_debit_batch(
+        self, *, batch_no: str, placed_at: datetime, lines: Sequence[DebitBatchLine]
+    ) -> list[TradeResult | ChannelError]:
+        """Send many withholdings as one 批量代收 batch (txnType 21, subtype 02).
+
+        The file holds ``orderId|txnAmt|token`` per line, and ``totalQty`` and
+        ``totalAmt`` repeat its totals so that UnionPay can refuse a damaged file.
+        An accepted batch (``00``, or ``03``-``05``) leaves every line PENDING:
+        each line's result comes from the batch query (or its own order query).
+        A line with an unusable token or amount is declined here and never sent.
+        """
+        if not 0 < int(batch_no) <= MAX_BATCH_NO or len(batch_no) != 4:
+            raise ValueError(f"batch number {batch_no!r} is not 0001-9999")
+        if len(lines) > MAX_BATCH_LINES:
+            raise ValueError(f"{len(lines)} lines; a batch takes {MAX_BATCH_LINES} at most")
+        answers: list[TradeResult | ChannelError] = []
+        rows: list[tuple[str, str, str]] = []
+        for line in lines:
+            try:
+                token, fen = _debit_terms(line.card_token, line.amount)
+            except ChannelDeclined as exc:
+                answers.append(exc)
+            else:
+                rows.append((line.out_trade_no, str(fen), token))
+                answers.append(TradeResult(line.out_trade_no, AttemptStatus.PENDING))
+        if not rows:
+            return answers
+        fields = self._common(TXN_BATCH, SUB_BATCH_WITHHOLD) | {
+            "batchNo": batch_no,
+            "txnTime": txn_time(placed_at),
+            "totalQty": str(len(rows)),
+            "totalAmt": str(sum(int(fen) for _, fen, _ in rows)),
+            "fileContent": encode_batch_file(rows),
+        }
+        try:
+            answer = self._exchange(BATCH_TRANS_PATH, fields, moves_money=True, order_id=None)
+            code = answer.get("respCode", "")
+            if answer.get("batchNo", batch_no) != batch_no:
+                raise ChannelOutcomeUnknown("answer_mismatch", "signed answer is for another batch")
+        except ChannelError as exc:
+            refused: ChannelError = exc
+        else:
+            if code == RESP_SUCCESS or code in PROCESSING_CODES:
+                return answers
+            status, failure_code, message = classify(code)
+            refused = (
+                ChannelDeclined(failure_code, f"batch refused: {message}")
+                if status is AttemptStatus.FAILED
+                else ChannelOutcomeUnknown(failure_code, message)
+            )
+        # The batch as a whole was refused, not reached or not answered: so is each line sent.
+        return [refused if isinstance(answer, TradeResult) else answer for answer in answers]
+
+    def query_debit_batch(
+        self, *, batch_no: str, placed_at: datetime, out_trade_nos: Sequence[str]
+    ) -> dict[str, TradeResult]:
+        """Read a batch's result file (批量查询, txnType 22) for the named lines.
+
+        Lines come back as ``orderId|txnAmt|origRespCode|queryId|traceTime``. While
+        the batch is processing every line is PENDING. A batch UnionPay does not
+        know, or a line missing from its file, is read like an order not found
+        (see :meth:`_not_found`): PENDING at first, FAILED once it cannot arrive.
+
+        :raises ChannelUnavailable: when the query fails or its file is unusable.
+        """
+        fields = self._common(TXN_BATCH_QUERY, SUB_BATCH_WITHHOLD) | {
+            "batchNo": batch_no,
+            "txnTime": txn_time(placed_at),
+        }
+        answer = self._exchange(BATCH_TRANS_PATH, fields, moves_money=False, order_id=None)
+        code = answer.get("respCode", "")
+        if answer.get("batchNo", batch_no) != batch_no:
+            raise ChannelUnavailable("answer_mismatch", "signed answer is for another batch")
+        if code in PROCESSING_CODES:
+            return {
+                no: TradeResult(no, AttemptStatus.PENDING, raw=dict(answer)) for no in out_trade_nos
+            }
+        found: dict[str, TradeResult] = {}
+        if code == RESP_SUCCESS:
+            try:
+                rows = decode_batch_file(answer.get("fileContent", ""))
+                for row in rows:
+                    order_id, fen, orig_code, query_id, trace_time = row
+                    line = {"txnAmt": fen, "queryId": query_id, "txnTime": fields["txnTime"]}
+                    if trace_time:
+                        line["traceTime"] = trace_time
+                    found[order_id] = _trade_result(order_id, orig_code, line)
+            except ValueError as exc:
+                raise ChannelUnavailable("answer_unparseable", str(exc)) from exc
+        elif code != RESP_ORDER_NOT_FOUND:
+            raise ChannelUnavailable("query_failed", f"respCode {code}: {answer.get('respMsg')}")
+        return {no: found.get(no) or self._not_found(no, placed_at, answer) for no in out_trade_nos}
 
     def close(self, out_trade_no: str, *, placed_at: datetime | None = None) -> None:
         """Stop an unsettled withholding with a cancel (txnType 31).

@@ -17,6 +17,7 @@ from repayments.models.password_reset import PasswordResetCode
 from repayments.models.payments import (
     Allocation,
     Channel,
+    DebitBatch,
     EventKind,
     Initiator,
     Payment,
@@ -61,6 +62,7 @@ __all__ = [
     "CallbackStatus",
     "Channel",
     "ChannelSetting",
+    "DebitBatch",
     "DebitStatus",
     "Discrepancy",
     "DiscrepancyKind",

@@ -113,6 +113,34 @@ class Payment(models.Model):
         return f"{self.public_id} {self.amount} {self.status}"
 
 
+class DebitBatch(models.Model):
+    """Withholdings sent to a channel as one batch file (UnionPay 批量代收).
+
+    Its lines are ordinary attempts; the batch only says how they were sent and
+    how status sync asks for their results together.
+    """
+
+    channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices)
+    # The channel's batch number: unique per merchant and (Beijing) day.
+    batch_no = models.CharField(_("batch number"), max_length=8)
+    placed_on = models.DateField(_("placed on"))
+    placed_at = models.DateTimeField(_("placed at"))
+    line_count = models.PositiveIntegerField(_("lines"))
+    total_amount = money_field(_("total amount"))
+
+    class Meta:
+        verbose_name = _("debit batch")
+        verbose_name_plural = _("debit batches")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "placed_on", "batch_no"], name="one_batch_number_per_day"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.placed_on} #{self.batch_no}"
+
+
 class PaymentAttempt(models.Model):
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="attempts")
     # Denormalised so the database itself can allow one open attempt per loan.
@@ -137,6 +165,15 @@ class PaymentAttempt(models.Model):
     # Status sync: when the janitor next asks the channel, and how often it has.
     next_query_at = models.DateTimeField(_("next status query at"), null=True, blank=True)
     query_count = models.PositiveIntegerField(_("status queries"), default=0)
+    # Set when the attempt went out as a line of a batch: its results are asked per batch.
+    debit_batch = models.ForeignKey(
+        DebitBatch,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="attempts",
+        verbose_name=_("debit batch"),
+    )
     # Past the channel's notify window and still unresolved: support checks by hand.
     needs_review = models.BooleanField(_("needs manual review"), default=False)
     created_at = models.DateTimeField(_("created at"))

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from notifications.services import notices_held
@@ -45,17 +46,18 @@ from repayments.services.errors import (
 )
 from repayments.services.methods import METHOD_CHANNEL
 from repayments.services.payments import (
+    NewPayment,
     Outcome,
     attempt_apply_locked,
-    attempt_open,
     attempt_record_outcome,
     attempts_lock,
     outcomes_applied_together,
     payment_create,
+    payments_open_many,
 )
 from repayments.services.routing import (
     ChannelFactory,
-    attempt_send,
+    attempts_send_batch,
     default_channel,
     payment_start,
 )
@@ -138,7 +140,7 @@ def auto_debit_execute_many(
     for start in range(0, len(ordered), SHARED_READ_CHUNK):
         chunk = ordered[start : start + SHARED_READ_CHUNK]
         debits = list(
-            ScheduledDebit.objects.select_related("installment", "loan")
+            ScheduledDebit.objects.select_related("installment", "loan__product")
             .filter(pk__in=chunk)
             .order_by("pk")
         )
@@ -174,9 +176,10 @@ def _send_together(
     channels: ChannelFactory,
     known: _Prefetched,
 ) -> list[ScheduledDebit]:
-    """Open every row's payment and attempt in one transaction, send each to the bank,
-    then record the answers in one transaction: the steps of :func:`_execute`, with
-    two commits and two audit-chain writes for the lot instead of three of each per row."""
+    """Open every row's payment and attempt in one transaction, send them to the bank
+    (as one batch file where the channel takes them), then record the answers in one
+    transaction: the steps of :func:`_execute`, with two commits and two audit-chain
+    writes for the lot instead of three of each per row."""
     if not ready:
         return []
     try:
@@ -185,10 +188,11 @@ def _send_together(
         # A row that cannot be opened with the others (its borrower started paying, a
         # product refuses card debits...) rolled the lot back: each row decides alone.
         return [_execute(debit, now, channels, known) for debit, _ in ready]
-    outcomes = [
-        attempt_send(attempt, now=now, card_token=card.card_token, channels=channels)[0]
-        for (_, card), attempt in zip(ready, attempts, strict=True)
-    ]
+    outcomes = attempts_send_batch(
+        [(attempt, card.card_token) for (_, card), attempt in zip(ready, attempts, strict=True)],
+        now=now,
+        channels=channels,
+    )
     recorded = _record_together(attempts, outcomes, now)
     done: list[ScheduledDebit] = []
     settled: dict[DebitStatus, list[ScheduledDebit]] = {}
@@ -214,31 +218,21 @@ def _open_together(
 ) -> list[PaymentAttempt]:
     """Create the rows' payments and open their attempts, and remember each payment on
     its row, all committed before anything is sent (a crash after it is recoverable)."""
-    attempts: list[PaymentAttempt] = []
+    # The notices read each loan's schedule: one query for the lot.
+    prefetch_related_objects([debit.loan for debit, _ in ready], "installments")
     # Each payment's move to processing and its notice are written with the others
     # when the block ends; nothing here reads them back (each row's payment is new).
     with transaction.atomic(), audit_batch(), updates_deferred(), notices_held():
-        for debit, _ in ready:
-            payment = payment_create(
-                loan=debit.loan,
-                amount=_owed(debit),
-                now=now,
-                idempotency_key=_try_key(debit),
-                initiated_by=Initiator.AUTO_DEBIT,
-                savepoint=False,
-            )
-            attempts.append(
-                attempt_open(
-                    payment_id=payment.pk,
-                    channel=METHOD_CHANNEL[PaymentMethodType.BANK_DEBIT_CARD],
-                    method_type=PaymentMethodType.BANK_DEBIT_CARD,
-                    now=now,
-                    savepoint=False,
-                )
-            )
-            ScheduledDebit.objects.filter(pk=debit.pk).update(payment=payment)
-    for (debit, _), attempt in zip(ready, attempts, strict=True):
-        debit.payment = attempt.payment
+        attempts = payments_open_many(
+            [NewPayment(debit.loan, _owed(debit), _try_key(debit)) for debit, _ in ready],
+            channel=METHOD_CHANNEL[PaymentMethodType.BANK_DEBIT_CARD],
+            method_type=PaymentMethodType.BANK_DEBIT_CARD,
+            initiated_by=Initiator.AUTO_DEBIT,
+            now=now,
+        )
+        for (debit, _), attempt in zip(ready, attempts, strict=True):
+            debit.payment = attempt.payment
+        ScheduledDebit.objects.bulk_update([debit for debit, _ in ready], ["payment"])
     return attempts
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.core.cache import cache
 from django.db import transaction
 
 from repayments import metrics
 from repayments.channels.base import (
+    BatchDebitChannel,
     ChannelDeclined,
     ChannelOutcomeUnknown,
     ChannelUnavailable,
@@ -31,7 +33,7 @@ from repayments.domain.states import (
     AttemptStatus,
     IllegalTransition,
 )
-from repayments.models import EventKind, PaymentAttempt, PaymentEvent
+from repayments.models import DebitBatch, EventKind, PaymentAttempt, PaymentEvent
 from repayments.services.audit import audit_batch
 from repayments.services.payments import attempts_lock, outcomes_applied_together
 from repayments.services.routing import (
@@ -114,18 +116,26 @@ def janitor_check_many(
     answered: list[tuple[PaymentAttempt, TradeResult]] = []
     unchanged: list[PaymentAttempt] = []
     alone: list[int] = []
-    attempts = PaymentAttempt.objects.filter(pk__in=attempt_ids).order_by("payment_id", "pk")
+    asked: list[PaymentAttempt] = []
+    attempts = (
+        PaymentAttempt.objects.filter(pk__in=attempt_ids)
+        .select_related("debit_batch")
+        .order_by("payment_id", "pk")
+    )
     for attempt in attempts:
         if attempt.status not in OPEN_ATTEMPT_STATUSES:
             statuses[attempt.pk] = attempt.status
         elif _expired_wallet_order(attempt, now):
             alone.append(attempt.pk)
         else:
-            result = _query(attempt, channels)
-            if result is not None and result.status != attempt.status:
-                answered.append((attempt, result))
-            else:
-                unchanged.append(attempt)
+            asked.append(attempt)
+    results = _query_all(asked, channels)
+    for attempt in asked:
+        result = results.get(attempt.pk)
+        if result is not None and result.status != attempt.status:
+            answered.append((attempt, result))
+        else:
+            unchanged.append(attempt)
     for start in range(0, len(answered), APPLY_CHUNK):
         applied, refused = _apply_together(answered[start : start + APPLY_CHUNK], now=now)
         alone.extend(refused)
@@ -140,6 +150,38 @@ def janitor_check_many(
     for attempt_id in alone:
         statuses[attempt_id] = janitor_check(attempt_id=attempt_id, now=now, channels=channels)
     return statuses
+
+
+def _query_all(
+    attempts: Sequence[PaymentAttempt], channels: ChannelFactory
+) -> dict[int, TradeResult]:
+    """The channels' answers by attempt id; those sent in one batch are asked with one
+    batch query. An attempt missing from the answers could not be asked now."""
+    answers: dict[int, TradeResult] = {}
+    by_batch: dict[DebitBatch, list[PaymentAttempt]] = {}
+    batching: dict[str, bool] = {}
+    for attempt in attempts:
+        if attempt.channel not in batching:
+            batching[attempt.channel] = isinstance(channels(attempt.channel), BatchDebitChannel)
+        if attempt.debit_batch is not None and batching[attempt.channel]:
+            by_batch.setdefault(attempt.debit_batch, []).append(attempt)
+        elif (result := _query(attempt, channels)) is not None:
+            answers[attempt.pk] = result
+    for batch, lines in by_batch.items():
+        channel = cast(BatchDebitChannel, channels(batch.channel))
+        try:
+            found = channel.query_debit_batch(
+                batch_no=batch.batch_no,
+                placed_at=batch.placed_at,
+                out_trade_nos=[attempt.out_trade_no for attempt in lines],
+            )
+        except (ChannelUnavailable, ChannelOutcomeUnknown, ChannelDeclined) as exc:
+            metrics.channel_queries.labels(batch.channel, "error").inc()
+            logger.info("status query for batch %s failed: %s", batch, exc)
+            continue
+        metrics.channel_queries.labels(batch.channel, "ok").inc()
+        answers.update({a.pk: found[a.out_trade_no] for a in lines if a.out_trade_no in found})
+    return answers
 
 
 def _query(attempt: PaymentAttempt, channels: ChannelFactory) -> TradeResult | None:

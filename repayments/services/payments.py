@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,7 +55,7 @@ from repayments.services.errors import (
     QuoteNotUsable,
 )
 from repayments.services.payment_notices import payment_notices_on_change
-from repayments.services.timeline import timeline_event, timeline_record
+from repayments.services.timeline import timeline_event
 from repayments.services.write_behind import save_fields, updates_deferred
 
 PAYABLE_STATUSES = frozenset(
@@ -125,21 +125,9 @@ def payment_create(
                 created_at=now,
                 updated_at=now,
             )
-            timeline_record(
-                payment=payment,
-                kind=EventKind.CREATED,
-                summary=f"{purpose} payment of {value} created by {initiated_by}",
-                now=now,
-                to_status=PaymentStatus.CREATED,
-            )
-            audit_append(
-                action="payment.created",
-                object_type="payment",
-                object_id=payment.public_id,
-                now=now,
-                actor=actor,
-                data={"loan": loan.contract_number, "amount": str(value), "purpose": purpose},
-            )
+            events: list[PaymentEvent] = []
+            _record_created(payment, now=now, actor=actor, events=events)
+            PaymentEvent.objects.bulk_create(events)
     except IntegrityError:
         # Two requests with the same key raced; the loser answers like a replay.
         if idempotency_key and savepoint:
@@ -191,36 +179,146 @@ def attempt_open(
             # per loan) decides, also between racing transactions. No savepoint
             # either: a violation aborts this whole block, which raises anyway.
             with transaction.atomic(savepoint=False):
-                attempt = PaymentAttempt.objects.create(
-                    payment=payment,
-                    loan_id=payment.loan_id,
-                    channel=channel,
-                    method_type=method_type,
-                    out_trade_no=f"AX{now:%Y%m%d}{secrets.token_hex(10).upper()}",
-                    amount=payment.amount,
-                    next_query_at=first_query_at(now),
-                    created_at=now,
-                    updated_at=now,
-                )
+                attempt = _new_attempt(payment, channel, method_type, now)
+                attempt.save(force_insert=True)
         except IntegrityError as exc:
             raise AttemptAlreadyOpen() from exc
         events: list[PaymentEvent] = []
-        if payment.status != PaymentStatus.PROCESSING:
-            _move_payment(
-                payment, PaymentStatus.PROCESSING, now=now, attempt=attempt, events=events
-            )
-        events.append(
-            timeline_event(
-                payment=payment,
-                attempt=attempt,
-                kind=EventKind.REQUEST,
-                summary=f"order {attempt.out_trade_no} opened with {channel} ({method_type})",
-                now=now,
-                to_status=AttemptStatus.SUBMITTING,
-            )
-        )
+        _record_opened(payment, attempt, now=now, events=events)
         PaymentEvent.objects.bulk_create(events)
     return attempt
+
+
+@dataclass(frozen=True)
+class NewPayment:
+    """One payment :func:`payments_open_many` creates: for this loan, this much."""
+
+    loan: Loan
+    amount: Decimal
+    idempotency_key: str
+
+
+def payments_open_many(
+    orders: Sequence[NewPayment],
+    *,
+    channel: Channel,
+    method_type: PaymentMethodType,
+    initiated_by: Initiator,
+    now: datetime,
+) -> list[PaymentAttempt]:
+    """:func:`payment_create` and then :func:`attempt_open` for each order, written
+    set-wise: one INSERT for the payments, one for the attempts, one for their
+    timeline; each payment's move to processing and its notice are recorded as
+    attempt_open records them (deferred by the caller's ``updates_deferred`` and
+    ``notices_held`` when it holds them). For new payments only, in the caller's
+    transaction, which anything raised here spoils: the caller rolls back and
+    goes one by one, where each order gets its own answer.
+
+    Each loan's product and schedule should be loaded (``select_related`` and
+    ``prefetch_related``): they are read per order.
+
+    :raises IntegrityError: for a used idempotency key or an attempt already open.
+    :raises LoanNotRepayable, MethodNotAllowed: as the one-by-one functions would.
+    """
+    for order in orders:
+        if order.loan.status != LoanStatus.ACTIVE:
+            raise LoanNotRepayable()
+        if method_type not in order.loan.product.allowed_method_types:
+            raise MethodNotAllowed()
+    purpose = PaymentPurpose.INSTALLMENT
+    with transaction.atomic(savepoint=False), audit_batch():
+        payments = Payment.objects.bulk_create(
+            [
+                Payment(
+                    loan=order.loan,
+                    borrower_id=order.loan.borrower_id,
+                    amount=(value := parse_amount(order.amount)),
+                    purpose=purpose,
+                    initiated_by=initiated_by,
+                    idempotency_key=order.idempotency_key,
+                    request_fingerprint=_fingerprint(
+                        loan=order.loan, amount=value, purpose=purpose, quote=None
+                    ),
+                    created_at=now,
+                    updated_at=now,
+                )
+                for order in orders
+            ]
+        )
+        attempts = PaymentAttempt.objects.bulk_create(
+            [_new_attempt(payment, channel, method_type, now) for payment in payments]
+        )
+        events: list[PaymentEvent] = []
+        for payment, attempt in zip(payments, attempts, strict=True):
+            _record_created(payment, now=now, actor=None, events=events)
+            _record_opened(payment, attempt, now=now, events=events)
+        PaymentEvent.objects.bulk_create(events)
+    return attempts
+
+
+def _new_attempt(
+    payment: Payment, channel: Channel, method_type: PaymentMethodType, now: datetime
+) -> PaymentAttempt:
+    """A fresh (unsaved) attempt with a merchant order number never used before."""
+    return PaymentAttempt(
+        payment=payment,
+        loan_id=payment.loan_id,
+        channel=channel,
+        method_type=method_type,
+        out_trade_no=f"AX{now:%Y%m%d}{secrets.token_hex(10).upper()}",
+        amount=payment.amount,
+        next_query_at=first_query_at(now),
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _record_created(
+    payment: Payment, *, now: datetime, actor: User | None, events: list[PaymentEvent]
+) -> None:
+    """The timeline event (to ``events``) and audit entry of a payment just created."""
+    events.append(
+        timeline_event(
+            payment=payment,
+            kind=EventKind.CREATED,
+            summary=f"{payment.purpose} payment of {payment.amount} created by "
+            f"{payment.initiated_by}",
+            now=now,
+            to_status=PaymentStatus.CREATED,
+        )
+    )
+    audit_append(
+        action="payment.created",
+        object_type="payment",
+        object_id=payment.public_id,
+        now=now,
+        actor=actor,
+        data={
+            "loan": payment.loan.contract_number,
+            "amount": str(payment.amount),
+            "purpose": payment.purpose,
+        },
+    )
+
+
+def _record_opened(
+    payment: Payment, attempt: PaymentAttempt, *, now: datetime, events: list[PaymentEvent]
+) -> None:
+    """Move the payment to processing (if not there yet) for an attempt just opened,
+    and its request event; events go to ``events``."""
+    if payment.status != PaymentStatus.PROCESSING:
+        _move_payment(payment, PaymentStatus.PROCESSING, now=now, attempt=attempt, events=events)
+    events.append(
+        timeline_event(
+            payment=payment,
+            attempt=attempt,
+            kind=EventKind.REQUEST,
+            summary=f"order {attempt.out_trade_no} opened with {attempt.channel} "
+            f"({attempt.method_type})",
+            now=now,
+            to_status=AttemptStatus.SUBMITTING,
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,24 @@ we do not know about.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
 
 from repayments.channels.base import (
+    BatchDebitChannel,
     ChannelDeclined,
+    ChannelError,
     ChannelOutcomeUnknown,
     ChannelUnavailable,
+    DebitBatchLine,
     NextAction,
     OrderRequest,
     PaymentChannel,
@@ -30,6 +36,7 @@ from repayments.domain.errors import DomainError
 from repayments.domain.states import AttemptStatus
 from repayments.models import (
     Channel,
+    DebitBatch,
     EventKind,
     Payment,
     PaymentAttempt,
@@ -55,6 +62,9 @@ WALLET_ORDER_TTL = timedelta(minutes=30)
 CARD_METHODS = frozenset({PaymentMethodType.BANK_DEBIT_CARD, PaymentMethodType.BANK_CREDIT_CARD})
 # Close answers that prove the order can take no money: it never reached the channel.
 NEVER_CREATED_CODES = frozenset({"ORDER_NOT_EXIST", "ORDER_NOT_FOUND"})
+# Batch numbers run 0001-9999 per channel and day (UnionPay's four digits).
+MAX_BATCH_NUMBER = 9999
+_BATCH_NUMBER_TRIES = 5
 
 
 class FallbackNotSafe(DomainError):
@@ -137,19 +147,100 @@ def attempt_send(
         placed_at=attempt.created_at,
         expires_at=None if method_type in CARD_METHODS else now + WALLET_ORDER_TTL,
     )
-    next_action = NextAction("none")
     try:
         created = channels(channel_name).create_order(request)
-        next_action = created.next_action
-        outcome = outcome_from(created.result, EventKind.REQUEST, attempt)
-    except ChannelDeclined as exc:
-        outcome = _failed(exc.code, exc.message)
-    except ChannelUnavailable as exc:
+    except ChannelError as exc:
+        return _request_failed(exc), NextAction("none")
+    return outcome_from(created.result, EventKind.REQUEST, attempt), created.next_action
+
+
+def _request_failed(exc: ChannelError) -> Outcome:
+    """What an order request that raised means for its attempt."""
+    if isinstance(exc, ChannelDeclined):
+        return _failed(exc.code, exc.message)
+    if isinstance(exc, ChannelUnavailable):
         # Refused before any money moved: safe to offer another method at once.
-        outcome = _failed(UNREACHABLE_FAILURE_CODE, exc.code)
-    except ChannelOutcomeUnknown as exc:
-        outcome = Outcome(AttemptStatus.UNKNOWN, EventKind.REQUEST, failure_code=exc.code)
-    return outcome, next_action
+        return _failed(UNREACHABLE_FAILURE_CODE, exc.code)
+    # Outcome unknown, or an error no adapter should raise: money may have moved.
+    return Outcome(AttemptStatus.UNKNOWN, EventKind.REQUEST, failure_code=exc.code)
+
+
+def attempts_send_batch(
+    sends: Sequence[tuple[PaymentAttempt, str]], *, now: datetime, channels: ChannelFactory
+) -> list[Outcome]:
+    """Send opened card attempts (each with its card token) and say what each answer
+    means, as :func:`attempt_send` would one by one.
+
+    Where the channel takes batch files, attempts opened at the same moment go out
+    as one batch (up to the channel's size limit), recorded on the attempts before
+    it is sent, so that status sync asks for their results by batch even after a
+    crash. Otherwise, or when no batch number is left for the day, one by one.
+    """
+    outcomes: dict[int, Outcome] = {}
+    groups: dict[tuple[str, datetime], list[tuple[PaymentAttempt, str]]] = {}
+    for attempt, token in sends:
+        groups.setdefault((attempt.channel, attempt.created_at), []).append((attempt, token))
+    for (channel_name, placed_at), group in groups.items():
+        channel = channels(channel_name)
+        size = channel.max_batch_lines if isinstance(channel, BatchDebitChannel) else 1
+        for start in range(0, len(group), size):
+            part = group[start : start + size]
+            batch = _debit_batch_open(channel_name, placed_at, part) if len(part) > 1 else None
+            if batch is None or not isinstance(channel, BatchDebitChannel):
+                for attempt, token in part:
+                    outcomes[attempt.pk] = attempt_send(
+                        attempt, now=now, card_token=token, channels=channels
+                    )[0]
+                continue
+            answers = channel.submit_debit_batch(
+                batch_no=batch.batch_no,
+                placed_at=placed_at,
+                lines=[DebitBatchLine(a.out_trade_no, a.amount, token) for a, token in part],
+            )
+            for (attempt, _), answer in zip(part, answers, strict=True):
+                outcomes[attempt.pk] = (
+                    _request_failed(answer)
+                    if isinstance(answer, ChannelError)
+                    else outcome_from(answer, EventKind.REQUEST, attempt)
+                )
+    return [outcomes[attempt.pk] for attempt, _ in sends]
+
+
+def _debit_batch_open(
+    channel: str, placed_at: datetime, part: Sequence[tuple[PaymentAttempt, str]]
+) -> DebitBatch | None:
+    """Take the day's next batch number and record the attempts as its lines (committed).
+
+    None when the day's numbers are used up. Two workers taking the same number
+    meet at the unique constraint; the loser takes the next one.
+    """
+    placed_on = timezone.localdate(placed_at)
+    for _ in range(_BATCH_NUMBER_TRIES):
+        taken = DebitBatch.objects.filter(channel=channel, placed_on=placed_on).aggregate(
+            last=Max("batch_no")
+        )["last"]
+        number = int(taken or 0) + 1
+        if number > MAX_BATCH_NUMBER:
+            return None
+        try:
+            with transaction.atomic():
+                batch = DebitBatch.objects.create(
+                    channel=channel,
+                    batch_no=f"{number:04d}",
+                    placed_on=placed_on,
+                    placed_at=placed_at,
+                    line_count=len(part),
+                    total_amount=sum((attempt.amount for attempt, _ in part), Decimal(0)),
+                )
+                PaymentAttempt.objects.filter(pk__in=[a.pk for a, _ in part]).update(
+                    debit_batch=batch
+                )
+        except IntegrityError:
+            continue
+        for attempt, _ in part:
+            attempt.debit_batch = batch
+        return batch
+    return None
 
 
 def attempt_query(

@@ -30,6 +30,8 @@ class Ledger:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._orders: dict[tuple[str, str], SandboxOrder] = {}
+        # Batches of orders sent as one file, by channel and the batch's own key.
+        self._batches: dict[tuple[str, str], list[SandboxOrder]] = {}
         self.requests: dict[str, int] = {}
         self._serial = 0
 
@@ -46,6 +48,18 @@ class Ledger:
         """Store a new order, or return the existing one (merchants retry creates)."""
         with self._lock:
             return self._orders.setdefault((order.channel, order.out_trade_no), order)
+
+    def add_batch(self, channel: str, key: str, orders: list[SandboxOrder]) -> bool:
+        """Remember a batch; False (and nothing stored) when its key is taken."""
+        with self._lock:
+            if (channel, key) in self._batches:
+                return False
+            self._batches[(channel, key)] = orders
+            return True
+
+    def batch(self, channel: str, key: str) -> list[SandboxOrder] | None:
+        with self._lock:
+            return self._batches.get((channel, key))
 
     def get(self, channel: str, out_trade_no: str) -> SandboxOrder | None:
         with self._lock:
@@ -68,4 +82,5 @@ class Ledger:
     def reset(self) -> None:
         with self._lock:
             self._orders.clear()
+            self._batches.clear()
             self.requests.clear()

@@ -11,8 +11,13 @@ from repayments.channels.sandbox.app import Sandbox, SandboxRequest, SandboxResp
 from repayments.channels.sandbox.ledger import SandboxOrder
 from repayments.channels.unionpay import (
     BACK_TRANS_PATH,
+    BATCH_TRANS_PATH,
     FILE_TRANSFER_PATH,
     QUERY_PATH,
+    TXN_BATCH,
+    TXN_BATCH_QUERY,
+    decode_batch_file,
+    encode_batch_file,
     encode_form,
     fen_to_yuan,
     parse_form,
@@ -47,6 +52,12 @@ class SandboxUnionPay:
             return self._file(fields)
         if path == QUERY_PATH:
             return self._query(fields)
+        if path == BATCH_TRANS_PATH:
+            if fields.get("txnType") == TXN_BATCH:
+                return self._batch(fields)
+            if fields.get("txnType") == TXN_BATCH_QUERY:
+                return self._batch_query(fields)
+            return self._answer(fields, respCode="10", respMsg="交易类型错误")
         if path != BACK_TRANS_PATH:
             return SandboxResponse.text("not found", 404)
         txn_type = fields.get("txnType")
@@ -59,28 +70,93 @@ class SandboxUnionPay:
         return self._answer(fields, respCode="10", respMsg="交易类型错误")
 
     def _withhold(self, fields: dict[str, str]) -> SandboxResponse:
+        order = self._debit(
+            fields["orderId"],
+            fields["txnAmt"],
+            card_token=fields.get("tokenPayData", ""),
+            txn_time=fields["txnTime"],
+            notify_url=fields.get("backUrl", ""),
+        )
         faults = self.sandbox.faults[self.name]
+        if faults.chance(faults.timeout_after_charge_rate):
+            self.sandbox.hang(self.name)
+        return self._answer(fields, respCode="00", respMsg="成功[0000000]", queryId=order.trade_no)
+
+    def _debit(
+        self, order_id: str, fen: str, *, card_token: str, txn_time: str, notify_url: str
+    ) -> SandboxOrder:
+        """Take one withholding; it settles by itself, its result decided now."""
         self.sandbox.ledger.count("unionpay.debits")
         order = self.sandbox.ledger.add(
             SandboxOrder(
                 channel=self.name,
-                out_trade_no=fields["orderId"],
-                amount=fen_to_yuan(fields["txnAmt"]),
-                notify_url=fields.get("backUrl", ""),
+                out_trade_no=order_id,
+                amount=fen_to_yuan(fen),
+                notify_url=notify_url,
                 trade_no=self.sandbox.ledger.next_trade_no("UP"),
-                card_token=fields.get("tokenPayData", ""),
-                extra={"txnTime": fields["txnTime"]},
+                card_token=card_token,
+                extra={"txnTime": txn_time},
             )
         )
         if order.status == "pending":
-            # Withholding settles by itself: the result is decided now, told by notify.
+            faults = self.sandbox.faults[self.name]
             if faults.chance(faults.decline_rate):
                 self.sandbox.decline(order, INSUFFICIENT_FUNDS)
             else:
                 self.sandbox.pay(order)
+        return order
+
+    def _batch(self, fields: dict[str, str]) -> SandboxResponse:
+        """批量代收: every line becomes an order of its own, settled at once; its
+        result is read with the batch query (lines send no notification)."""
+        try:
+            rows = decode_batch_file(fields.get("fileContent", ""))
+            lines = [(order_id, fen, token) for order_id, fen, token in rows]
+            total = sum(yuan_to_fen(fen_to_yuan(fen)) for _, fen, _ in lines)
+        except ValueError:
+            return self._answer(fields, respCode="10", respMsg="批量文件格式错误")
+        if fields.get("totalQty") != str(len(lines)) or fields.get("totalAmt") != str(total):
+            return self._answer(fields, respCode="13", respMsg="批量文件与总笔数总金额不符")
+        key = f"{fields.get('batchNo')}:{fields.get('txnTime')}"
+        if self.sandbox.ledger.batch(self.name, key) is not None:
+            return self._answer(fields, respCode="12", respMsg="重复批次")
+        self.sandbox.ledger.count("unionpay.batches")
+        orders = [
+            self._debit(
+                order_id,
+                fen,
+                card_token=f"{{token={token}}}",
+                txn_time=fields["txnTime"],
+                notify_url="",
+            )
+            for order_id, fen, token in lines
+        ]
+        self.sandbox.ledger.add_batch(self.name, key, orders)
+        faults = self.sandbox.faults[self.name]
         if faults.chance(faults.timeout_after_charge_rate):
             self.sandbox.hang(self.name)
-        return self._answer(fields, respCode="00", respMsg="成功[0000000]", queryId=order.trade_no)
+        return self._answer(fields, respCode="00", respMsg="成功[0000000]")
+
+    def _batch_query(self, fields: dict[str, str]) -> SandboxResponse:
+        key = f"{fields.get('batchNo')}:{fields.get('txnTime')}"
+        orders = self.sandbox.ledger.batch(self.name, key)
+        if orders is None:
+            return self._answer(fields, respCode="34", respMsg="查无此批次")
+        rows = []
+        for order in orders:
+            trade = self._trade(order)
+            rows.append(
+                (
+                    order.out_trade_no,
+                    trade["txnAmt"],
+                    trade["origRespCode"],
+                    order.trade_no,
+                    trade.get("traceTime", ""),
+                )
+            )
+        return self._answer(
+            fields, respCode="00", respMsg="成功", fileContent=encode_batch_file(rows)
+        )
 
     def _query(self, fields: dict[str, str]) -> SandboxResponse:
         order = self.sandbox.ledger.get(self.name, fields.get("orderId", ""))
@@ -164,6 +240,7 @@ class SandboxUnionPay:
                 "orderId",
                 "txnTime",
                 "txnAmt",
+                "batchNo",
             )
             if k in request
         }
