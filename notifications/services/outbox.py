@@ -107,7 +107,7 @@ def notices_held() -> Iterator[None]:
     if getattr(_holds, "hold", None) is not None:
         yield
         return
-    hold = _Hold(savepoints=len(connection.savepoint_ids))
+    hold = _Hold(savepoints=_savepoints())
     _holds.hold = hold
     try:
         yield
@@ -117,9 +117,14 @@ def notices_held() -> Iterator[None]:
         _insert_unless_live(hold.notices[start : start + HELD_INSERT_CHUNK])
 
 
+def _savepoints() -> int:
+    """Savepoints open now; ``atomic(savepoint=False)`` adds none (see write_behind)."""
+    return sum(sid is not None for sid in transaction.get_connection().savepoint_ids)
+
+
 def _open_hold() -> _Hold | None:
     hold: _Hold | None = getattr(_holds, "hold", None)
-    if hold is None or len(transaction.get_connection().savepoint_ids) > hold.savepoints:
+    if hold is None or _savepoints() > hold.savepoints:
         return None
     return hold
 

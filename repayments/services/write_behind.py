@@ -9,7 +9,8 @@ fields (psycopg pipelines it: one round trip), with the values the instances hol
 then; :func:`insert_later` queues new rows for one ``bulk_create`` per model.
 
 Outside such a block, and inside a savepoint opened within it (whose rollback must
-undo the write), both write at once.
+undo the write), both write at once; a nested ``atomic(savepoint=False)`` is no
+savepoint and keeps them held.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def updates_deferred() -> Iterator[None]:
     if getattr(_local, "pending", None) is not None:
         yield
         return
-    pending = _Pending(savepoints=len(connection.savepoint_ids))
+    pending = _Pending(savepoints=_savepoints())
     _local.pending = pending
     try:
         yield
@@ -93,9 +94,15 @@ def insert_later(model: type[_M], instances: Sequence[_M]) -> None:
 def _open_block() -> _Pending | None:
     """The open block, unless a savepoint was opened inside it since."""
     pending: _Pending | None = getattr(_local, "pending", None)
-    if pending is None or len(transaction.get_connection().savepoint_ids) > pending.savepoints:
+    if pending is None or _savepoints() > pending.savepoints:
         return None
     return pending
+
+
+def _savepoints() -> int:
+    """Savepoints open now. A block opened with ``savepoint=False`` is not one: an
+    error in it spoils the whole transaction, so nothing held can outlive a rollback."""
+    return sum(sid is not None for sid in transaction.get_connection().savepoint_ids)
 
 
 def flush_deferred() -> None:
@@ -107,7 +114,7 @@ def flush_deferred() -> None:
     pending: _Pending | None = getattr(_local, "pending", None)
     if pending is None:
         return
-    if len(transaction.get_connection().savepoint_ids) > pending.savepoints:
+    if _savepoints() > pending.savepoints:
         raise TransactionManagementError("flush_deferred() inside a savepoint of the block")
     _write(pending)
 
