@@ -23,14 +23,17 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import secrets
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 # Workers start fresh: a forked child would share the parent's database socket.
 SPAWN = multiprocessing.get_context("spawn")
@@ -38,7 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIRM_BATCH = 200  # attempts per janitor_check_many call, as janitor_claim hands them out
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-os.environ.setdefault("DJANGO_DEBUG", "true")
+# As in production: DEBUG on would also record every query the workers send.
+os.environ.setdefault("DJANGO_DEBUG", "false")
+os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(64))
 
 
 def _free_port() -> int:
@@ -54,6 +59,17 @@ def _cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu_seconds() -> float:
+    """CPU time every process on the machine has used (Linux /proc/stat; 0 elsewhere):
+    what the database server spent is this less what our processes did."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _setup_django(sandbox_url: str) -> None:
@@ -197,6 +213,21 @@ def _baseline(sandbox_url: str, calls: int) -> float:
     return time.perf_counter() - started
 
 
+def _profiled(worker: Callable[[Any], tuple[int, float]], args: Any) -> tuple[int, float]:
+    """Run one worker in this process under cProfile and print where its time went."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    result = profiler.runcall(worker, args)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    saved = ROOT / "var" / f"due_day_{worker.__name__.strip('_')}.prof"
+    profiler.dump_stats(saved)
+    print(f"profile saved to {saved} (python -m pstats)")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--installments", type=int, default=100_000)
@@ -204,7 +235,9 @@ def main() -> None:
     parser.add_argument("--claim-size", type=int, default=200)
     parser.add_argument("--baseline-calls", type=int, default=500)
     parser.add_argument(
-        "--profile", action="store_true", help="send the debits in this process under cProfile"
+        "--profile",
+        choices=["debit", "confirm"],
+        help="run that phase in this process under cProfile (one worker)",
     )
     options = parser.parse_args()
 
@@ -246,26 +279,24 @@ def main() -> None:
         )
 
         sandbox_cpu = _cpu_seconds(sandbox.pid)
+        machine_cpu = _machine_cpu_seconds()
         started = time.perf_counter()
         scheduled = auto_debit_schedule(run_date=timezone.localdate(), now=timezone.now())
-        if options.profile:
-            import cProfile
-            import pstats
-
-            profiler = cProfile.Profile()
-            sent, debit_cpu = profiler.runcall(_debit_worker, (sandbox_url, options.claim_size))
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        if options.profile == "debit":
+            sent, debit_cpu = _profiled(_debit_worker, (sandbox_url, options.claim_size))
         else:
             with ProcessPoolExecutor(options.workers, mp_context=SPAWN) as pool:
                 jobs = [(sandbox_url, options.claim_size)] * options.workers
                 sent, debit_cpu = map(sum, zip(*pool.map(_debit_worker, jobs), strict=True))
         debit_phase = time.perf_counter() - started
-        with ProcessPoolExecutor(options.workers, mp_context=SPAWN) as pool:
-            confirm_jobs = [(sandbox_url, part, options.workers) for part in range(options.workers)]
-            confirmed, confirm_cpu = map(
-                sum, zip(*pool.map(_confirm_worker, confirm_jobs), strict=True)
-            )
+        if options.profile == "confirm":
+            confirmed, confirm_cpu = _profiled(_confirm_worker, (sandbox_url, 0, 1))
+        else:
+            with ProcessPoolExecutor(options.workers, mp_context=SPAWN) as pool:
+                jobs = [(sandbox_url, part, options.workers) for part in range(options.workers)]
+                confirmed, confirm_cpu = map(
+                    sum, zip(*pool.map(_confirm_worker, jobs), strict=True)
+                )
         elapsed = time.perf_counter() - started
 
         state = requests.get(f"{sandbox_url}/control/state", timeout=5).json()
@@ -290,11 +321,15 @@ def main() -> None:
             f"projected for 100,000 at this rate: {100_000 * per_debit / 60:.1f} min (target 5 min)"
         )
         sandbox_cpu = _cpu_seconds(sandbox.pid) - sandbox_cpu
+        machine_cpu = _machine_cpu_seconds() - machine_cpu
+        others_cpu = machine_cpu - debit_cpu - confirm_cpu - sandbox_cpu
         per = 1000 / max(options.installments, 1)
         # CPU per installment moves less than wall time when others share the machine.
         print(
             f"CPU per installment: debit workers {debit_cpu * per:.1f} ms, confirm workers "
-            f"{confirm_cpu * per:.1f} ms, sandbox {sandbox_cpu * per:.1f} ms"
+            f"{confirm_cpu * per:.1f} ms, sandbox {sandbox_cpu * per:.1f} ms, database and "
+            f"the rest {others_cpu * per:.1f} ms (machine busy {machine_cpu / elapsed:.2f} "
+            f"of {os.cpu_count()} CPUs)"
         )
     finally:
         sandbox.terminate()

@@ -1,4 +1,5 @@
-"""Payments and their ledgers: attempts, the event timeline, allocations, scheduled debits.
+"""Payments and their ledgers: attempts, the event timeline, allocations, scheduled
+debits and the batches withholdings went out in.
 
 All read-only, superusers included: a payment changes state only through the
 payment services, which check the transition and write the audit entry.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin
+from django.db.models import Count
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
@@ -17,6 +19,7 @@ from repayments.admin.base import ReadOnlyAdmin, ReadOnlyInline
 from repayments.admin.masking import redact_mapping
 from repayments.models import (
     Allocation,
+    DebitBatch,
     Payment,
     PaymentAttempt,
     PaymentEvent,
@@ -71,7 +74,8 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
         "created_at",
     )
     list_filter = ("needs_review", "channel", "status", "method_type")
-    search_fields = ("out_trade_no", "channel_trade_no")
+    search_fields = ("out_trade_no", "channel_trade_no", "debit_batch__batch_no")
+    raw_id_fields = ("debit_batch",)
 
 
 @admin.register(PaymentEvent)
@@ -109,3 +113,24 @@ class ScheduledDebitAdmin(ReadOnlyAdmin):
     list_filter = ("status", "run_date")
     list_select_related = ("loan", "installment")
     search_fields = ("loan__contract_number",)
+
+
+@admin.register(DebitBatch)
+class DebitBatchAdmin(ReadOnlyAdmin):
+    list_display = (
+        "placed_on",
+        "batch_no",
+        "channel",
+        "line_count",
+        "total_amount",
+        "placed_at",
+    )
+    list_filter = ("channel", "placed_on")
+    search_fields = ("batch_no", "attempts__out_trade_no")
+    date_hierarchy = "placed_on"
+    readonly_fields = ("line_statuses",)
+
+    @admin.display(description=_("lines by status"))
+    def line_statuses(self, obj: DebitBatch) -> str:
+        counts = obj.attempts.order_by().values("status").annotate(lines=Count("pk"))
+        return ", ".join(f"{row['status']}: {row['lines']}" for row in counts.order_by("status"))

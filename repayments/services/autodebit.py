@@ -111,7 +111,7 @@ def auto_debit_claim(*, now: datetime, limit: int = 500) -> list[int]:
 
 # Reads shared by the debits of one batch are taken this many rows at a time, so
 # that what a debit is decided on (cards, attempts in progress) is seconds old at most.
-SHARED_READ_CHUNK = 50
+SHARED_READ_CHUNK = 200
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 CLAIM_LEASE = timedelta(minutes=2)
 # Answers applied per transaction by janitor_check_many: each locks a payment until
 # the commit, so a callback for one of them waits at most this many applications.
-APPLY_CHUNK = 50
+APPLY_CHUNK = 200
 # A borrower refreshing the record page asks the channel at most this often.
 IMMEDIATE_QUERY_INTERVAL_SECONDS = 10
 
