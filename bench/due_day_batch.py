@@ -293,9 +293,9 @@ def main() -> None:
             confirmed, confirm_cpu = _profiled(_confirm_worker, (sandbox_url, 0, 1))
         else:
             with ProcessPoolExecutor(options.workers, mp_context=SPAWN) as pool:
-                jobs = [(sandbox_url, part, options.workers) for part in range(options.workers)]
+                shares = [(sandbox_url, part, options.workers) for part in range(options.workers)]
                 confirmed, confirm_cpu = map(
-                    sum, zip(*pool.map(_confirm_worker, jobs), strict=True)
+                    sum, zip(*pool.map(_confirm_worker, shares), strict=True)
                 )
         elapsed = time.perf_counter() - started
 
