@@ -25,6 +25,8 @@ from django.db import models, transaction
 from django.db.transaction import TransactionManagementError
 
 _local = threading.local()
+# Rows per UPDATE statement on PostgreSQL (each row brings a parameter per field).
+UPDATE_CHUNK = 500
 _M = TypeVar("_M", bound=models.Model)
 
 
@@ -134,11 +136,14 @@ def _write(pending: _Pending) -> None:
 def update_rows(
     model: type[models.Model], instances: Iterable[models.Model], fields: Sequence[str]
 ) -> None:
-    """One ``UPDATE ... WHERE pk = %s`` per instance, sent together (``executemany``).
+    """Write each instance's ``fields``: on PostgreSQL one ``UPDATE ... FROM (VALUES ...)``
+    per :data:`UPDATE_CHUNK` rows, elsewhere one ``UPDATE ... WHERE pk = %s`` per
+    instance sent together (``executemany``).
 
     ``bulk_update`` would build one statement with a CASE per field and row, which costs
-    more Python time than the round trips this saves. Values go through each field's
-    ``pre_save`` (``auto_now`` stamps) and ``get_db_prep_save``, as ``save()`` does.
+    more Python time than the round trips this saves; a statement per row costs the
+    server a parse and a plan each. Values go through each field's ``pre_save``
+    (``auto_now`` stamps) and ``get_db_prep_save``, as ``save()`` does.
     """
     instances = list(instances)
     if len(instances) == 1:
@@ -150,10 +155,6 @@ def update_rows(
     concrete = [meta.get_field(name) for name in fields]
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in concrete)  # type: ignore[union-attr]
-    # Names from the model's own metadata, values as parameters.
-    where = f"WHERE {quote(meta.pk.column)} = %s"
-    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} {where}"  # noqa: S608
     rows = [
         [
             f.get_db_prep_save(f.pre_save(instance, False), connection)  # type: ignore[union-attr]
@@ -162,5 +163,27 @@ def update_rows(
         + [instance.pk]
         for instance in instances
     ]
+    # Names and types from the model's own metadata, values as parameters.
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    if connection.vendor != "postgresql":
+        assignments = ", ".join(f"{quote(f.column)} = %s" for f in concrete)  # type: ignore[union-attr]
+        with connection.cursor() as cursor:
+            cursor.executemany(f"UPDATE {table} SET {assignments} WHERE {pk} = %s", rows)  # noqa: S608
+        return
+    # The first row's casts give the VALUES list its column types (else: text).
+    first = ", ".join(f"%s::{f.cast_db_type(connection)}" for f in [*concrete, meta.pk])  # type: ignore[union-attr]
+    row = ", ".join(["%s"] * (len(concrete) + 1))
+    names = [quote(f"v{n}") for n in range(len(concrete))]
+    assignments = ", ".join(
+        f"{quote(f.column)} = v.{name}"  # type: ignore[union-attr]
+        for f, name in zip(concrete, names, strict=True)
+    )
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        for start in range(0, len(rows), UPDATE_CHUNK):
+            chunk = rows[start : start + UPDATE_CHUNK]
+            values = ", ".join([f"({first})"] + [f"({row})"] * (len(chunk) - 1))
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} FROM (VALUES {values}) "  # noqa: S608
+                f"AS v({', '.join(names)}, pk) WHERE {table}.{pk} = v.pk",
+                [value for values_of_row in chunk for value in values_of_row],
+            )
