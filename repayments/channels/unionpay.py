@@ -13,6 +13,14 @@ Wire format, ACP 5.1.0 style:
   :func:`encode_form` are public so that the sandbox speaks exactly this dialect;
 * amounts are integer fen (``txnAmt``), times ``yyyyMMddHHmmss`` in Beijing time.
 
+Many withholdings can go as one batch (批量代收: txnType 21, subtype 02, to
+``batchTrans.do``; results by 批量查询, txnType 22): one signature and one exchange
+for up to :data:`MAX_BATCH_LINES` debits, each line still an order of its own that
+can be queried, cancelled and refunded alone. The batch fields (``batchNo``,
+``totalQty``, ``totalAmt``, a deflated base64 ``fileContent``) follow ACP 5.1.0 as
+SDK demos show it; the file layout inside is this adapter's and the sandbox's,
+and must be matched to UnionPay's batch file specification before production.
+
 Result codes are mapped so that only an answer that *certainly* moved no money
 becomes ``FAILED``: every code we do not recognise is ``UNKNOWN`` and gets queried,
 because treating a real debit as failed would let the borrower be charged twice.
@@ -133,6 +141,7 @@ NOT_FOUND_GRACE = timedelta(minutes=10)
 _CALLBACK_REQUIRED = ("orderId", "respCode", "txnAmt")
 _TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # no & = { }: they would split tokenPayData
 _FEN = re.compile(r"[0-9]{1,15}")
+_BATCH_NO = re.compile(r"[0-9]{4}")
 _MAX_FORM_FIELDS = 200
 
 
@@ -212,6 +221,9 @@ def decode_batch_file(content: str) -> list[list[str]]:
         raise ValueError(f"fileContent: {exc}") from exc
     if inflater.unconsumed_tail or not inflater.eof:
         raise ValueError("fileContent is truncated or inflates beyond the limit")
+    if inflater.unused_data:
+        # A second stream glued on would go unread: its lines would look missing.
+        raise ValueError("fileContent has data after the compressed file")
     return [line.split("|") for line in raw.decode("utf-8").splitlines() if line]
 
 
@@ -528,7 +540,7 @@ class UnionPayChannel:
         each line's result comes from the batch query (or its own order query).
         A line with an unusable token or amount is declined here and never sent.
         """
-        if not 0 < int(batch_no) <= MAX_BATCH_NO or len(batch_no) != 4:
+        if not _BATCH_NO.fullmatch(batch_no) or not 0 < int(batch_no) <= MAX_BATCH_NO:
             raise ValueError(f"batch number {batch_no!r} is not 0001-9999")
         if len(lines) > MAX_BATCH_LINES:
             raise ValueError(f"{len(lines)} lines; a batch takes {MAX_BATCH_LINES} at most")

@@ -125,6 +125,8 @@ class DebitBatch(models.Model):
     batch_no = models.CharField(_("batch number"), max_length=8)
     placed_on = models.DateField(_("placed on"))
     placed_at = models.DateTimeField(_("placed at"))
+    # The attempts handed to the batch; a line the adapter refused before sending
+    # (an unusable card token) is among them, as a failed attempt.
     line_count = models.PositiveIntegerField(_("lines"))
     total_amount = money_field(_("total amount"))
 

@@ -118,20 +118,21 @@ class SandboxUnionPay:
         if fields.get("totalQty") != str(len(lines)) or fields.get("totalAmt") != str(total):
             return self._answer(fields, respCode="13", respMsg="批量文件与总笔数总金额不符")
         key = f"{fields.get('batchNo')}:{fields.get('txnTime')}"
-        if self.sandbox.ledger.batch(self.name, key) is not None:
+        orders: list[SandboxOrder] = []
+        # Taken before any line is debited: the same batch sent twice at once debits once.
+        if not self.sandbox.ledger.add_batch(self.name, key, orders):
             return self._answer(fields, respCode="12", respMsg="重复批次")
         self.sandbox.ledger.count("unionpay.batches")
-        orders = [
-            self._debit(
-                order_id,
-                fen,
-                card_token=f"{{token={token}}}",
-                txn_time=fields["txnTime"],
-                notify_url="",
+        for order_id, fen, token in lines:
+            orders.append(
+                self._debit(
+                    order_id,
+                    fen,
+                    card_token=f"{{token={token}}}",
+                    txn_time=fields["txnTime"],
+                    notify_url="",
+                )
             )
-            for order_id, fen, token in lines
-        ]
-        self.sandbox.ledger.add_batch(self.name, key, orders)
         faults = self.sandbox.faults[self.name]
         if faults.chance(faults.timeout_after_charge_rate):
             self.sandbox.hang(self.name)
