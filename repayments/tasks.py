@@ -31,9 +31,10 @@ from repayments.services.reminders import reminders_enqueue
 from repayments.services.routing import duplicates_refund
 
 logger = logging.getLogger(__name__)
-# Claimed rows handed to one task: enough to share reads and commits, few enough
-# that a redelivered task repeats little.
-DISPATCH_CHUNK = 50
+# Claimed rows handed to one task: enough to share reads and commits (and, for
+# withholding, one batch file per task), few enough that a redelivered task repeats
+# little (a redelivered debit finds its attempt and is never sent twice).
+DISPATCH_CHUNK = 200
 
 
 @shared_task(name="repayments.tasks.verify_audit_chain", acks_late=True)
@@ -129,8 +130,8 @@ def janitor_query(*, attempt_id: int) -> str:
 
 @shared_task(name="repayments.tasks.janitor_query_many", acks_late=True)
 def janitor_query_many(*, attempt_ids: list[int]) -> int:
-    """Claimed attempts, a chunk per task: each is asked alone, the answers applied in
-    one transaction."""
+    """Claimed attempts, a chunk per task: each asked alone (or with one query per batch
+    it went out in), the answers applied in one transaction."""
     return len(janitor_check_many(attempt_ids=attempt_ids, now=timezone.now()))
 
 
