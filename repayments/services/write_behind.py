@@ -136,7 +136,7 @@ def _write(pending: _Pending) -> None:
 def update_rows(
     model: type[models.Model], instances: Iterable[models.Model], fields: Sequence[str]
 ) -> None:
-    """Write each instance's ``fields``: on PostgreSQL one ``UPDATE ... FROM (VALUES ...)``
+    """Write each instance's ``fields``: on PostgreSQL one ``UPDATE ... FROM unnest(...)``
     per :data:`UPDATE_CHUNK` rows, elsewhere one ``UPDATE ... WHERE pk = %s`` per
     instance sent together (``executemany``).
 
@@ -170,20 +170,21 @@ def update_rows(
         with connection.cursor() as cursor:
             cursor.executemany(f"UPDATE {table} SET {assignments} WHERE {pk} = %s", rows)  # noqa: S608
         return
-    # The first row's casts give the VALUES list its column types (else: text).
-    first = ", ".join(f"%s::{f.cast_db_type(connection)}" for f in [*concrete, meta.pk])  # type: ignore[union-attr]
-    row = ", ".join(["%s"] * (len(concrete) + 1))
+    # One array per column: the statement's text is the same for any number of rows,
+    # so the driver prepares it once, not once per length.
+    arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in [*concrete, meta.pk])  # type: ignore[union-attr]
     names = [quote(f"v{n}") for n in range(len(concrete))]
     assignments = ", ".join(
         f"{quote(f.column)} = v.{name}"  # type: ignore[union-attr]
         for f, name in zip(concrete, names, strict=True)
     )
+    sql = (
+        f"UPDATE {table} SET {assignments} FROM unnest({arrays}) "  # noqa: S608
+        f"AS v({', '.join(names)}, pk) WHERE {table}.{pk} = v.pk"
+    )
     with connection.cursor() as cursor:
         for start in range(0, len(rows), UPDATE_CHUNK):
-            chunk = rows[start : start + UPDATE_CHUNK]
-            values = ", ".join([f"({first})"] + [f"({row})"] * (len(chunk) - 1))
             cursor.execute(
-                f"UPDATE {table} SET {assignments} FROM (VALUES {values}) "  # noqa: S608
-                f"AS v({', '.join(names)}, pk) WHERE {table}.{pk} = v.pk",
-                [value for values_of_row in chunk for value in values_of_row],
+                sql,
+                [list(column) for column in zip(*rows[start : start + UPDATE_CHUNK], strict=True)],
             )
