@@ -121,7 +121,10 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     )
 
 
-def make_channel(keys: Keys, api_url: str = "http://127.0.0.1:9/unionpay") -> UnionPayChannel:
+def make_channel(
+    keys: Keys, api_url: str = "http://127.0.0.1:9/unionpay", moment: datetime = NOW
+) -> UnionPayChannel:
+    """The adapter with its clock stopped at ``moment``."""
     config = UnionPayConfig(
         mer_id=MER_ID,
         api_url=api_url,
@@ -129,7 +132,7 @@ def make_channel(keys: Keys, api_url: str = "http://127.0.0.1:9/unionpay") -> Un
         platform_public_key_path=str(keys.platform_public_path),
         timeout=0.5,
     )
-    return UnionPayChannel(config, clock=lambda: NOW)
+    return UnionPayChannel(config, clock=lambda: moment)
 
 
 # --- Fake UnionPay gateway ---------------------------------------------------------

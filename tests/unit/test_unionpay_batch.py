@@ -31,7 +31,6 @@ from repayments.channels.unionpay import (
     MAX_BATCH_LINES,
     ORDER_NOT_FOUND,
     UnionPayChannel,
-    UnionPayConfig,
     decode_batch_file,
 )
 from repayments.domain.states import AttemptStatus
@@ -69,18 +68,6 @@ def unpack(content: str) -> list[list[str]]:
 
 def line(n: int, amount: str = "123.45", token: str = "") -> DebitBatchLine:
     return DebitBatchLine(ORDERS[n], Decimal(amount), token or f"tok{n}_6f3a9c0e1d2b4a58")
-
-
-def channel_at(keys: Keys, url: str, moment: datetime) -> UnionPayChannel:
-    """The adapter with its clock stopped at ``moment``."""
-    config = UnionPayConfig(
-        mer_id=MER_ID,
-        api_url=url,
-        merchant_private_key_path=str(keys.merchant_private_path),
-        platform_public_key_path=str(keys.platform_public_path),
-        timeout=0.5,
-    )
-    return UnionPayChannel(config, clock=lambda: moment)
 
 
 def batch_answer(gateway: FakeGateway, request: dict[str, str], **overrides: str) -> Reply:
@@ -236,7 +223,7 @@ def test_refused_connection_leaves_every_line_unavailable(keys: Keys) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    adapter = channel_at(keys, f"http://127.0.0.1:{port}/unionpay", NOW)
+    adapter = acp.make_channel(keys, f"http://127.0.0.1:{port}/unionpay")
     results = submit(adapter, [line(0), line(1)])
     assert [type(r) for r in results] == [ChannelUnavailable] * 2
 
@@ -410,7 +397,7 @@ def test_a_batch_unionpay_does_not_know_is_pending_then_failed(
     keys: Keys, gateway: FakeGateway, age: timedelta, status: AttemptStatus
 ) -> None:
     respond_batch(gateway, respCode="34", respMsg="查无此批次")
-    adapter = channel_at(keys, gateway.url, NOW + age)
+    adapter = acp.make_channel(keys, gateway.url, NOW + age)
     found = query(adapter, ORDERS[:2], placed_at=NOW)
     assert {n: (r.status, r.failure_code) for n, r in found.items()} == dict.fromkeys(
         ORDERS[:2], (status, ORDER_NOT_FOUND)
@@ -429,7 +416,7 @@ def test_a_line_missing_from_the_result_file_is_pending_then_failed(
 ) -> None:
     content = result_file(f"{ORDERS[0]}|12345|00|Q202601051000000001|0105100003")
     respond_batch(gateway, respCode="00", fileContent=content)
-    adapter = channel_at(keys, gateway.url, NOW + age)
+    adapter = acp.make_channel(keys, gateway.url, NOW + age)
     found = query(adapter, ORDERS[:2], placed_at=NOW)
     assert found[ORDERS[0]].status == AttemptStatus.SUCCEEDED
     assert (found[ORDERS[1]].status, found[ORDERS[1]].failure_code) == (status, ORDER_NOT_FOUND)
