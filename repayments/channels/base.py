@@ -144,8 +144,16 @@ class PaymentChannel(Protocol):
     def close(self, out_trade_no: str, *, placed_at: datetime | None = None) -> None: ...
 
     def refund(
-        self, *, out_trade_no: str, refund_no: str, amount: Decimal, reason: str
-    ) -> RefundResult: ...
+        self,
+        *,
+        out_trade_no: str,
+        refund_no: str,
+        amount: Decimal,
+        reason: str,
+        placed_at: datetime | None = None,
+    ) -> RefundResult:
+        """``placed_at``: when the original order was placed (as for :meth:`query`)."""
+        ...
 
     def parse_callback(self, callback: InboundCallback, *, now: datetime) -> TradeResult: ...
 
@@ -182,9 +190,15 @@ class BatchDebitChannel(Protocol):
         ...
 
     def query_debit_batch(
-        self, *, batch_no: str, placed_at: datetime, out_trade_nos: Sequence[str]
+        self,
+        *,
+        batch_no: str,
+        placed_at: datetime,
+        out_trade_nos: Sequence[str],
+        sent_at: datetime | None = None,
     ) -> dict[str, TradeResult]:
-        """What the channel says of each named line of the batch sent at ``placed_at``.
+        """What the channel says of each named line of the batch placed at ``placed_at``
+        and sent at ``sent_at``.
 
         :raises ChannelUnavailable: when it cannot say now (ask again later).
         """

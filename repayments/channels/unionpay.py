@@ -583,14 +583,22 @@ class UnionPayChannel:
         return [refused if isinstance(answer, TradeResult) else answer for answer in answers]
 
     def query_debit_batch(
-        self, *, batch_no: str, placed_at: datetime, out_trade_nos: Sequence[str]
+        self,
+        *,
+        batch_no: str,
+        placed_at: datetime,
+        out_trade_nos: Sequence[str],
+        sent_at: datetime | None = None,
     ) -> dict[str, TradeResult]:
         """Read a batch's result file (批量查询, txnType 22) for the named lines.
 
         Lines come back as ``orderId|txnAmt|origRespCode|queryId|traceTime``. While
-        the batch is processing every line is PENDING. A batch UnionPay does not
-        know, or a line missing from its file, is read like an order not found
-        (see :meth:`_not_found`): PENDING at first, FAILED once it cannot arrive.
+        the batch is processing every line is PENDING, and so is a line missing
+        from the file of a batch UnionPay holds: it arrived and is not done yet. A
+        batch UnionPay does not know is read like an order not found (see
+        :meth:`_not_found`), its grace counted from ``sent_at`` (when the file left;
+        ``placed_at``, its ``txnTime``, can be earlier): PENDING at first, FAILED
+        once it cannot arrive.
 
         :raises ChannelUnavailable: when the query fails or its file is unusable.
         """
@@ -606,21 +614,25 @@ class UnionPayChannel:
             return {
                 no: TradeResult(no, AttemptStatus.PENDING, raw=dict(answer)) for no in out_trade_nos
             }
-        found: dict[str, TradeResult] = {}
-        if code == RESP_SUCCESS:
-            try:
-                rows = decode_batch_file(answer.get("fileContent", ""))
-                for row in rows:
-                    order_id, fen, orig_code, query_id, trace_time = row
-                    line = {"txnAmt": fen, "queryId": query_id, "txnTime": fields["txnTime"]}
-                    if trace_time:
-                        line["traceTime"] = trace_time
-                    found[order_id] = _trade_result(order_id, orig_code, line)
-            except ValueError as exc:
-                raise ChannelUnavailable("answer_unparseable", str(exc)) from exc
-        elif code != RESP_ORDER_NOT_FOUND:
+        if code == RESP_ORDER_NOT_FOUND:
+            since = max(placed_at, sent_at or placed_at)
+            return {no: self._not_found(no, since, answer) for no in out_trade_nos}
+        if code != RESP_SUCCESS:
             raise ChannelUnavailable("query_failed", f"respCode {code}: {answer.get('respMsg')}")
-        return {no: found.get(no) or self._not_found(no, placed_at, answer) for no in out_trade_nos}
+        found: dict[str, TradeResult] = {}
+        try:
+            for row in decode_batch_file(answer.get("fileContent", "")):
+                order_id, fen, orig_code, query_id, trace_time = row
+                line = {"txnAmt": fen, "queryId": query_id, "txnTime": fields["txnTime"]}
+                if trace_time:
+                    line["traceTime"] = trace_time
+                found[order_id] = _trade_result(order_id, orig_code, line)
+        except ValueError as exc:
+            raise ChannelUnavailable("answer_unparseable", str(exc)) from exc
+        return {
+            no: found.get(no) or TradeResult(no, AttemptStatus.PENDING, raw=dict(answer))
+            for no in out_trade_nos
+        }
 
     def close(self, out_trade_no: str, *, placed_at: datetime | None = None) -> None:
         """Stop an unsettled withholding with a cancel (txnType 31).
@@ -668,18 +680,25 @@ class UnionPayChannel:
         raise ChannelOutcomeUnknown("close_outcome_unknown", f"cancel answered respCode {code}")
 
     def refund(
-        self, *, out_trade_no: str, refund_no: str, amount: Decimal, reason: str
+        self,
+        *,
+        out_trade_no: str,
+        refund_no: str,
+        amount: Decimal,
+        reason: str,
+        placed_at: datetime | None = None,
     ) -> RefundResult:
         """Refund (退货, txnType 04) part or all of a settled debit.
 
         ACP refunds reference the original by its ``queryId``, so the original
-        is queried first; ``refund_no`` is the refund's own ``orderId``.
+        is queried first (found by number and ``placed_at``, its ``txnTime``);
+        ``refund_no`` is the refund's own ``orderId``.
 
         :raises ChannelDeclined: when the original is not settled or the amount
             is not refundable (nothing sent).
         :raises ChannelOutcomeUnknown: when the refund may or may not have happened.
         """
-        original = self.query(out_trade_no)
+        original = self.query(out_trade_no, placed_at=placed_at)
         if original.status is not AttemptStatus.SUCCEEDED or not original.channel_trade_no:
             raise ChannelDeclined("not_paid", f"original is {original.status}")
         try:

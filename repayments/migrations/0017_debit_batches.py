@@ -19,6 +19,7 @@ class Migration(migrations.Migration):
                 ('batch_no', models.CharField(max_length=8, verbose_name='batch number')),
                 ('placed_on', models.DateField(verbose_name='placed on')),
                 ('placed_at', models.DateTimeField(verbose_name='placed at')),
+                ('sent_at', models.DateTimeField(verbose_name='sent at')),
                 ('line_count', models.PositiveIntegerField(verbose_name='lines')),
                 ('total_amount', models.DecimalField(decimal_places=2, max_digits=14, verbose_name='total amount')),
             ],

@@ -125,6 +125,9 @@ class DebitBatch(models.Model):
     batch_no = models.CharField(_("batch number"), max_length=8)
     placed_on = models.DateField(_("placed on"))
     placed_at = models.DateTimeField(_("placed at"))
+    # When the file left: UnionPay may take a while to show a batch it holds, and "no
+    # such batch" proves nothing until well after this moment (not after placed_at).
+    sent_at = models.DateTimeField(_("sent at"))
     # The attempts handed to the batch; a line the adapter refused before sending
     # (an unusable card token) is among them, as a failed attempt.
     line_count = models.PositiveIntegerField(_("lines"))

@@ -44,6 +44,7 @@ from repayments.services.payments import attempt_lock, attempts_lock, outcomes_a
 from repayments.services.routing import (
     AmountMismatch,
     ChannelFactory,
+    attempt_channel_query,
     channel_result_apply_locked,
     default_channel,
 )
@@ -337,9 +338,7 @@ def _settle_contradiction(
     """The channel says the opposite of a final state we hold: ask it, outside any
     transaction, and trust the answer rather than either message."""
     try:
-        queried = channels(attempt.channel).query(
-            attempt.out_trade_no, placed_at=attempt.created_at
-        )
+        queried = attempt_channel_query(attempt, channels)
     except (ChannelUnavailable, ChannelOutcomeUnknown):
         metrics.channel_queries.labels(attempt.channel, "error").inc()
         raise

@@ -42,6 +42,7 @@ from repayments.services.routing import (
     AmountMismatch,
     ChannelFactory,
     FallbackNotSafe,
+    attempt_channel_query,
     attempt_settle_or_close,
     channel_result_apply,
     channel_result_apply_locked,
@@ -174,6 +175,7 @@ def _query_all(
                 batch_no=batch.batch_no,
                 placed_at=batch.placed_at,
                 out_trade_nos=[attempt.out_trade_no for attempt in lines],
+                sent_at=batch.sent_at,
             )
         except (ChannelUnavailable, ChannelOutcomeUnknown, ChannelDeclined) as exc:
             metrics.channel_queries.labels(batch.channel, "error").inc()
@@ -187,7 +189,7 @@ def _query_all(
 def _query(attempt: PaymentAttempt, channels: ChannelFactory) -> TradeResult | None:
     """The channel's answer, or None when it could not give one now (asked again later)."""
     try:
-        result = channels(attempt.channel).query(attempt.out_trade_no, placed_at=attempt.created_at)
+        result = attempt_channel_query(attempt, channels)
     except (ChannelUnavailable, ChannelOutcomeUnknown, ChannelDeclined) as exc:
         metrics.channel_queries.labels(attempt.channel, "error").inc()
         logger.info("status query for %s failed: %s", attempt.out_trade_no, exc)
@@ -248,7 +250,7 @@ def attempt_query_now(
 def _ask(attempt: PaymentAttempt, *, now: datetime, channels: ChannelFactory) -> PaymentAttempt:
     if _expired_wallet_order(attempt, now):
         return attempt_settle_or_close(attempt, now=now, channels=channels)
-    result = channels(attempt.channel).query(attempt.out_trade_no, placed_at=attempt.created_at)
+    result = attempt_channel_query(attempt, channels)
     if result.status == attempt.status:
         return attempt  # nothing new: keep the timeline free of repeated polls
     return channel_result_apply(

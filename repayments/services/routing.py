@@ -9,6 +9,7 @@ we do not know about.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,6 +56,7 @@ from repayments.services.payments import (
 from repayments.services.timeline import timeline_record
 
 ChannelFactory = Callable[[str], PaymentChannel]
+logger = logging.getLogger(__name__)
 
 # A wallet order left unpaid this long can no longer be paid at the channel, so an
 # abandoned QR code or checkout page cannot take money after a fallback.
@@ -64,7 +66,8 @@ CARD_METHODS = frozenset({PaymentMethodType.BANK_DEBIT_CARD, PaymentMethodType.B
 NEVER_CREATED_CODES = frozenset({"ORDER_NOT_EXIST", "ORDER_NOT_FOUND"})
 # Batch numbers run 0001-9999 per channel and day (UnionPay's four digits).
 MAX_BATCH_NUMBER = 9999
-_BATCH_NUMBER_TRIES = 5
+# Each clash means another worker took a number; a few dozen workers at once still pass.
+_BATCH_NUMBER_TRIES = 32
 
 
 class FallbackNotSafe(DomainError):
@@ -229,6 +232,7 @@ def _debit_batch_open(
                     batch_no=f"{number:04d}",
                     placed_on=placed_on,
                     placed_at=placed_at,
+                    sent_at=timezone.now(),  # the file leaves right after this commits
                     line_count=len(part),
                     total_amount=sum((attempt.amount for attempt, _ in part), Decimal(0)),
                 )
@@ -243,6 +247,27 @@ def _debit_batch_open(
     return None
 
 
+def attempt_channel_query(attempt: PaymentAttempt, channels: ChannelFactory) -> TradeResult:
+    """Ask the attempt's channel where the attempt stands.
+
+    A line of a batch is asked through its batch: the channel answers for a batch
+    it holds even before a line is done, and "no such batch" is judged from when
+    the file left, where a single-order look-up would start from the order's time.
+
+    :raises ChannelError: as the channel's query raises it.
+    """
+    channel = channels(attempt.channel)
+    batch = attempt.debit_batch  # no query when there is none
+    if batch is not None and isinstance(channel, BatchDebitChannel):
+        return channel.query_debit_batch(
+            batch_no=batch.batch_no,
+            placed_at=batch.placed_at,
+            out_trade_nos=[attempt.out_trade_no],
+            sent_at=batch.sent_at,
+        )[attempt.out_trade_no]
+    return channel.query(attempt.out_trade_no, placed_at=attempt.created_at)
+
+
 def attempt_query(
     *, attempt_id: int, now: datetime, channels: ChannelFactory = default_channel
 ) -> PaymentAttempt:
@@ -252,7 +277,7 @@ def attempt_query(
     :raises AmountMismatch: when the channel reports another amount.
     """
     attempt = PaymentAttempt.objects.get(pk=attempt_id)
-    result = channels(attempt.channel).query(attempt.out_trade_no, placed_at=attempt.created_at)
+    result = attempt_channel_query(attempt, channels)
     if result.status == attempt.status:
         return attempt  # nothing new; keep the timeline free of repeated polls
     outcome = outcome_from(result, EventKind.POLL, attempt)
@@ -354,13 +379,17 @@ def attempt_settle_or_close(
     """
     channel = channels(attempt.channel)
     try:
-        result = channel.query(attempt.out_trade_no, placed_at=attempt.created_at)
+        result = attempt_channel_query(attempt, channels)
     except (ChannelUnavailable, ChannelOutcomeUnknown) as exc:
         raise FallbackNotSafe() from exc
     if result.status in (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED, AttemptStatus.CLOSED):
         return _record(attempt, outcome_from(result, EventKind.POLL, attempt), now)
     if result.status != AttemptStatus.PENDING:
         raise FallbackNotSafe()  # the channel itself does not know yet
+    if attempt.debit_batch_id is not None:
+        # A line of a batch the bank holds settles by itself, and a cancel would ask
+        # for it alone: wait for its result instead.
+        raise FallbackNotSafe()
     try:
         channel.close(attempt.out_trade_no, placed_at=attempt.created_at)
     except ChannelDeclined as exc:
@@ -369,7 +398,7 @@ def attempt_settle_or_close(
         if exc.code != "already_paid":
             raise FallbackNotSafe() from exc
         # Paid between our query and the close: book it, never open a second attempt.
-        paid = channel.query(attempt.out_trade_no, placed_at=attempt.created_at)
+        paid = attempt_channel_query(attempt, channels)
         return _record(attempt, outcome_from(paid, EventKind.POLL, attempt), now)
     except (ChannelUnavailable, ChannelOutcomeUnknown) as exc:
         raise FallbackNotSafe() from exc
@@ -395,6 +424,7 @@ def attempt_refund_duplicate(
         refund_no=f"RF{attempt.out_trade_no}"[:64],
         amount=attempt.amount,
         reason="duplicate payment",
+        placed_at=attempt.created_at,
     )
     outcome = "confirmed" if result.succeeded else "not confirmed"
     timeline_record(
@@ -423,6 +453,10 @@ def duplicates_refund(*, now: datetime, channels: ChannelFactory = default_chann
             confirmed += attempt_refund_duplicate(attempt_id=attempt.pk, now=now, channels=channels)
         except (ChannelUnavailable, ChannelOutcomeUnknown):
             continue  # the refund number is fixed, so the next sweep retries it safely
+        except ChannelDeclined as exc:
+            # Refused before any money moved back: the next sweep asks again, and one
+            # refusal must not hold back the other duplicates' refunds.
+            logger.warning("refund of duplicate %s refused: %s", out_trade_no, exc)
     return confirmed
 
 

@@ -15,11 +15,12 @@ savepoint and keeps them held.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import models, transaction
 from django.db.transaction import TransactionManagementError
@@ -133,6 +134,14 @@ def _write(pending: _Pending) -> None:
         update_rows(model, instances, fields)
 
 
+def _array_type(field: Any, connection: Any) -> str:
+    """The element type for ``field``'s array. Lengths are left off: an explicit cast
+    to ``varchar(n)`` cuts a long value silently, where the assignment to the column
+    refuses it as ``save()`` does."""
+    db_type = str(field.cast_db_type(connection))
+    return "text" if re.fullmatch(r"(var)?char\(\d+\)", db_type) else db_type
+
+
 def update_rows(
     model: type[models.Model], instances: Iterable[models.Model], fields: Sequence[str]
 ) -> None:
@@ -172,7 +181,7 @@ def update_rows(
         return
     # One array per column: the statement's text is the same for any number of rows,
     # so the driver prepares it once, not once per length.
-    arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in [*concrete, meta.pk])  # type: ignore[union-attr]
+    arrays = ", ".join(f"%s::{_array_type(f, connection)}[]" for f in [*concrete, meta.pk])
     names = [quote(f"v{n}") for n in range(len(concrete))]
     assignments = ", ".join(
         f"{quote(f.column)} = v.{name}"  # type: ignore[union-attr]

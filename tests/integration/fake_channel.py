@@ -90,7 +90,13 @@ class FakeChannel:
         self.orders[out_trade_no] = AttemptStatus.CLOSED
 
     def refund(
-        self, *, out_trade_no: str, refund_no: str, amount: Decimal, reason: str
+        self,
+        *,
+        out_trade_no: str,
+        refund_no: str,
+        amount: Decimal,
+        reason: str,
+        placed_at: datetime | None = None,
     ) -> RefundResult:
         self.refunds.append(out_trade_no)
         return RefundResult(refund_no=refund_no, succeeded=True)

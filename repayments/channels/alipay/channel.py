@@ -187,9 +187,17 @@ class AlipayChannel:
         raise ChannelUnavailable(sub_code or CODE_BUSINESS_FAILED, describe_answer(answer))
 
     def refund(
-        self, *, out_trade_no: str, refund_no: str, amount: Decimal, reason: str
+        self,
+        *,
+        out_trade_no: str,
+        refund_no: str,
+        amount: Decimal,
+        reason: str,
+        placed_at: datetime | None = None,
     ) -> RefundResult:
-        """``alipay.trade.refund``, idempotent on ``out_request_no`` = ``refund_no``."""
+        """``alipay.trade.refund``, idempotent on ``out_request_no`` = ``refund_no``
+        (``placed_at`` is not needed: Alipay finds a trade by its number alone)."""
+        del placed_at
         biz = {
             "out_trade_no": out_trade_no,
             "out_request_no": refund_no,

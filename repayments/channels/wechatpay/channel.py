@@ -196,7 +196,13 @@ class WechatPayChannel:
         raise answer.error(server_error=ChannelUnavailable)
 
     def refund(
-        self, *, out_trade_no: str, refund_no: str, amount: Decimal, reason: str
+        self,
+        *,
+        out_trade_no: str,
+        refund_no: str,
+        amount: Decimal,
+        reason: str,
+        placed_at: datetime | None = None,
     ) -> RefundResult:
         """Refund an order in full: ``amount`` is sent as both the refund and the order total.
 
@@ -209,6 +215,7 @@ class WechatPayChannel:
         :raises ChannelOutcomeUnknown: no trustworthy answer or a server error: retry
             with the same ``refund_no`` (WeChat Pay deduplicates on it).
         """
+        del placed_at  # WeChat Pay finds an order by its number alone
         fen = yuan_to_fen(amount)
         payload: dict[str, Any] = {
             "out_trade_no": out_trade_no,

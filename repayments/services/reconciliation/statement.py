@@ -27,6 +27,7 @@ from repayments.models import (
 from repayments.services.routing import (
     AmountMismatch,
     ChannelFactory,
+    attempt_channel_query,
     channel_result_apply,
 )
 
@@ -273,9 +274,7 @@ class Statement:
     def _ask(self, attempt: PaymentAttempt, evidence: dict[str, Any]) -> TradeResult | None:
         """The channel's own answer, or None when it gives none (the line then stands)."""
         try:
-            answer = self.channels(self.channel).query(
-                attempt.out_trade_no, placed_at=attempt.created_at
-            )
+            answer = attempt_channel_query(attempt, self.channels)
         except ChannelError as exc:
             evidence["query"] = {"unavailable": exc.code}
             return None
