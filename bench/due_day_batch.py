@@ -8,9 +8,10 @@ Usage (PostgreSQL and Redis recommended, as in production):
 It creates N loans with one installment due today (set-up, not timed), starts
 the channel sandbox as its own process, then times the whole day's work:
 scheduling the debit rows, claiming and sending them from worker processes
-(``auto_debit_execute_many`` per claim), and confirming each debit by querying
-the bank (callbacks are dropped, so confirmation goes through status sync's own
-``janitor_check_many``). As a baseline in the same run it times bare withholding
+(``auto_debit_execute_many`` per claim of 200, which goes out as one UnionPay
+batch file), and confirming each debit by querying the bank (callbacks are
+dropped, so confirmation goes through status sync's own ``janitor_check_many``,
+one batch query per batch file). As a baseline in the same run it times bare withholding
 calls to the sandbox (adapter only, no database), and prints the pipeline's cost
 as a ratio, and the CPU per installment of the workers and the sandbox: on a
 shared machine that moves far less than wall time does.
@@ -307,7 +308,10 @@ def main() -> None:
         per_debit = elapsed / max(options.installments, 1)
         print(f"database: {os.environ.get('DATABASE_URL', 'sqlite (embedded)')}")
         print(f"scheduled {scheduled}, sent {sent}, confirmed by query {confirmed}")
-        print(f"sandbox received {state['requests'].get('unionpay.debits', 0)} debits")
+        print(
+            f"sandbox received {state['requests'].get('unionpay.debits', 0)} debits "
+            f"({state['requests'].get('unionpay.batches', 0)} batch files)"
+        )
         print(f"payments succeeded and booked: {succeeded}")
         print(
             f"debit phase {debit_phase:.1f} s, total {elapsed:.1f} s, "
