@@ -593,8 +593,10 @@ class UnionPayChannel:
         """Read a batch's result file (批量查询, txnType 22) for the named lines.
 
         Lines come back as ``orderId|txnAmt|origRespCode|queryId|traceTime``. While
-        the batch is processing every line is PENDING, and so is a line missing
-        from the file of a batch UnionPay holds: it arrived and is not done yet. A
+        the batch is processing every line is PENDING. A line missing from the file
+        of a batch UnionPay holds arrived with it: it is asked by its own order
+        look-up, and stays PENDING unless that look-up has a result (see
+        :meth:`_line_left_out`). A
         batch UnionPay does not know is read like an order not found (see
         :meth:`_not_found`), its grace counted from ``sent_at`` (when the file left;
         ``placed_at``, its ``txnTime``, can be earlier): PENDING at first, FAILED
@@ -629,10 +631,19 @@ class UnionPayChannel:
                 found[order_id] = _trade_result(order_id, orig_code, line)
         except ValueError as exc:
             raise ChannelUnavailable("answer_unparseable", str(exc)) from exc
-        return {
-            no: found.get(no) or TradeResult(no, AttemptStatus.PENDING, raw=dict(answer))
-            for no in out_trade_nos
-        }
+        return {no: found.get(no) or self._line_left_out(no, placed_at) for no in out_trade_nos}
+
+    def _line_left_out(self, out_trade_no: str, placed_at: datetime) -> TradeResult:
+        """A line a held batch's result file does not list: it arrived with the batch, so
+        it is never failed for being absent. Its own order look-up may know it (then its
+        answer counts); "not found" or no answer leaves it PENDING, asked again later."""
+        try:
+            own = self.query(out_trade_no, placed_at=placed_at)
+        except ChannelError:
+            own = None
+        if own is None or own.failure_code == ORDER_NOT_FOUND:
+            return TradeResult(out_trade_no, AttemptStatus.PENDING)
+        return own
 
     def close(self, out_trade_no: str, *, placed_at: datetime | None = None) -> None:
         """Stop an unsettled withholding with a cancel (txnType 31).

@@ -248,24 +248,28 @@ def _debit_batch_open(
 
 
 def attempt_channel_query(attempt: PaymentAttempt, channels: ChannelFactory) -> TradeResult:
-    """Ask the attempt's channel where the attempt stands.
+    """Ask the attempt's channel where the attempt stands, by its order number.
 
-    A line of a batch is asked through its batch: the channel answers for a batch
-    it holds even before a line is done, and "no such batch" is judged from when
-    the file left, where a single-order look-up would start from the order's time.
+    For a line of a batch, "no such order" proves nothing on its own (the bank may
+    hold the batch and not have reached the line yet, and the order's own time is
+    earlier than the file's leaving), so its batch decides then: one query for the
+    rare line not found, not a whole result file for every look-up.
 
     :raises ChannelError: as the channel's query raises it.
     """
     channel = channels(attempt.channel)
-    batch = attempt.debit_batch  # no query when there is none
-    if batch is not None and isinstance(channel, BatchDebitChannel):
-        return channel.query_debit_batch(
-            batch_no=batch.batch_no,
-            placed_at=batch.placed_at,
-            out_trade_nos=[attempt.out_trade_no],
-            sent_at=batch.sent_at,
-        )[attempt.out_trade_no]
-    return channel.query(attempt.out_trade_no, placed_at=attempt.created_at)
+    result = channel.query(attempt.out_trade_no, placed_at=attempt.created_at)
+    if result.failure_code not in NEVER_CREATED_CODES or attempt.debit_batch_id is None:
+        return result
+    batch = attempt.debit_batch
+    if batch is None or not isinstance(channel, BatchDebitChannel):
+        return result
+    return channel.query_debit_batch(
+        batch_no=batch.batch_no,
+        placed_at=batch.placed_at,
+        out_trade_nos=[attempt.out_trade_no],
+        sent_at=batch.sent_at,
+    )[attempt.out_trade_no]
 
 
 def attempt_query(
