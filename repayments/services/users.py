@@ -43,6 +43,7 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
         "view_inboundcallbackrecord",
         "view_reconciliationrun",
         "view_discrepancy",
+        "view_debitbatch",
         "view_channelsetting",
         "view_riskrules",
         # The support console, plus the checker's side: approve refunds, correct reviews.

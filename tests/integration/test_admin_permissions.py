@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
-from repayments.models import InboundCallbackRecord, Loan, LoanProduct, Role, User
+from repayments.models import (
+    DebitBatch,
+    InboundCallbackRecord,
+    Loan,
+    LoanProduct,
+    PaymentAttempt,
+    Role,
+    User,
+)
 from repayments.services.users import roles_ensure, staff_create
+from tests.integration.helpers import open_attempt
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +54,12 @@ MATRIX: dict[str, dict[str, int | str]] = {
         "borrower": "login",
     },
     "/admin/repayments/inboundcallbackrecord/": {
+        "agent": 403,
+        "supervisor": 200,
+        "admin": 200,
+        "borrower": "login",
+    },
+    "/admin/repayments/debitbatch/": {
         "agent": 403,
         "supervisor": 200,
         "admin": 200,
@@ -149,6 +165,7 @@ def test_replay_is_offered_to_admins_only(login_as: Callable[[str], Client]) -> 
         "/admin/repayments/paymentevent/",
         "/admin/repayments/inboundcallbackrecord/",
         "/admin/repayments/allocation/",
+        "/admin/repayments/debitbatch/",
     ],
 )
 def test_ledgers_have_no_add_or_bulk_delete_even_for_superusers(
@@ -160,3 +177,23 @@ def test_ledgers_have_no_add_or_bulk_delete_even_for_superusers(
     assert 'value="delete_selected"' not in html
     assert f'href="{path}add/"' not in html
     assert admin_client.get(f"{path}add/").status_code == 403
+
+
+def test_a_debit_batch_page_counts_its_lines_by_status(
+    admin_client: Client, make_loan: Callable[..., Any]
+) -> None:
+    when = timezone.now()
+    _, attempt = open_attempt(make_loan(), "100.00", when)
+    batch = DebitBatch.objects.create(
+        channel="unionpay",
+        batch_no="0001",
+        placed_on=timezone.localdate(when),
+        placed_at=when,
+        sent_at=when,
+        line_count=1,
+        total_amount=Decimal("100.00"),
+    )
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(debit_batch=batch)
+    page = admin_client.get(f"/admin/repayments/debitbatch/{batch.pk}/change/")
+    assert page.status_code == 200
+    assert "submitting: 1" in page.content.decode()
