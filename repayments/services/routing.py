@@ -9,7 +9,6 @@ we do not know about.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from repayments.channels.base import (
     NextAction,
     OrderRequest,
     PaymentChannel,
+    RefundResult,
     TradeResult,
 )
 from repayments.domain.errors import DomainError
@@ -56,7 +56,6 @@ from repayments.services.payments import (
 from repayments.services.timeline import timeline_record
 
 ChannelFactory = Callable[[str], PaymentChannel]
-logger = logging.getLogger(__name__)
 
 # A wallet order left unpaid this long can no longer be paid at the channel, so an
 # abandoned QR code or checkout page cannot take money after a fallback.
@@ -423,13 +422,27 @@ def attempt_refund_duplicate(
     done = events.filter(kind=EventKind.REFUND, attempt=attempt, data__succeeded=True)
     if attempt.status != AttemptStatus.SUCCEEDED or not flagged.exists() or done.exists():
         return False  # not a duplicate, or already refunded: nothing to send
-    result = channels(attempt.channel).refund(
-        out_trade_no=attempt.out_trade_no,
-        refund_no=f"RF{attempt.out_trade_no}"[:64],
-        amount=attempt.amount,
-        reason="duplicate payment",
-        placed_at=attempt.created_at,
+    refund_no = f"RF{attempt.out_trade_no}"[:64]
+    try:
+        result = channels(attempt.channel).refund(
+            out_trade_no=attempt.out_trade_no,
+            refund_no=refund_no,
+            amount=attempt.amount,
+            reason="duplicate payment",
+            placed_at=attempt.created_at,
+        )
+    except ChannelDeclined as exc:
+        # Refused before anything was sent (the channel says the order is not paid...):
+        # the timeline shows it, and the next sweep asks again.
+        result = RefundResult(refund_no, succeeded=False, failure_code=exc.code)
+    refused_before = events.filter(
+        kind=EventKind.REFUND,
+        attempt=attempt,
+        data__succeeded=False,
+        data__failure_code=result.failure_code,
     )
+    if not result.succeeded and refused_before.exists():
+        return False  # the same refusal is on the timeline once, not once per sweep
     outcome = "confirmed" if result.succeeded else "not confirmed"
     timeline_record(
         payment=attempt.payment,
@@ -457,10 +470,6 @@ def duplicates_refund(*, now: datetime, channels: ChannelFactory = default_chann
             confirmed += attempt_refund_duplicate(attempt_id=attempt.pk, now=now, channels=channels)
         except (ChannelUnavailable, ChannelOutcomeUnknown):
             continue  # the refund number is fixed, so the next sweep retries it safely
-        except ChannelDeclined as exc:
-            # Refused before any money moved back: the next sweep asks again, and one
-            # refusal must not hold back the other duplicates' refunds.
-            logger.warning("refund of duplicate %s refused: %s", out_trade_no, exc)
     return confirmed
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from repayments.channels.base import ChannelDeclined
 from repayments.domain.states import AttemptStatus
-from repayments.models import EventKind, PaymentAttempt
+from repayments.models import EventKind, PaymentAttempt, PaymentEvent
 from repayments.services.autodebit import (
     auto_debit_claim,
     auto_debit_execute_many,
@@ -91,7 +91,20 @@ def test_the_duplicate_sweep_survives_a_refund_it_cannot_send(
 ) -> None:
     lines = _charged_batch_lines(make_loan, sandbox_channels)
 
-    # One sweep over every flagged duplicate: one refusal must not stop the others.
-    confirmed = duplicates_refund(now=NINE + timedelta(minutes=2), channels=sandbox_channels)
+    # The bank says the first line was not paid after all: its refund is refused before
+    # sending. One refusal must not stop the others, and support sees it once.
+    [refused] = [
+        o
+        for o in running_sandbox.sandbox.ledger.orders("unionpay")
+        if o.out_trade_no == lines[0].out_trade_no
+    ]
+    refused.status = "failed"
+    first = duplicates_refund(now=NINE + timedelta(minutes=2), channels=sandbox_channels)
+    second = duplicates_refund(now=NINE + timedelta(minutes=3), channels=sandbox_channels)
 
-    assert confirmed == len(lines)
+    assert (first, second) == (1, 0)
+    refunds = PaymentEvent.objects.filter(kind=EventKind.REFUND).order_by("pk")
+    assert [(e.attempt_id, e.data["succeeded"], e.data["failure_code"]) for e in refunds] == [
+        (lines[0].pk, False, "not_paid"),
+        (lines[1].pk, True, ""),
+    ]
