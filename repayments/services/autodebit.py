@@ -32,6 +32,7 @@ from repayments.models import (
     Initiator,
     Installment,
     LoanStatus,
+    Payment,
     PaymentAttempt,
     PaymentEvent,
     PaymentMethodType,
@@ -120,6 +121,9 @@ class _Prefetched:
 
     cards: Mapping[int, list[BoundCard]]  # usable cards by borrower id
     busy_loans: frozenset[int]  # loans with an attempt in progress
+    # Rows whose current try already made its payment (by row id): a redelivery or a
+    # recovered row, decided alone from what that try did.
+    tries_made: frozenset[int] = frozenset()
 
 
 def auto_debit_execute(
@@ -159,8 +163,10 @@ def auto_debit_execute_many(
 def _first_try_card(debit: ScheduledDebit, known: _Prefetched) -> BoundCard | None:
     """The card a row is sent to together with others, or None when the row has
     anything to decide first (a try that may have reached the bank, nothing owed,
-    no card, the borrower paying right now): those go through :func:`_execute`."""
-    if debit.status != DebitStatus.IN_FLIGHT or debit.payment_id is not None:
+    no card, the borrower paying right now): those go through :func:`_execute`.
+    A row retried after a decline still points at the declined try's payment; its
+    new try has none yet, so it goes with the others."""
+    if debit.status != DebitStatus.IN_FLIGHT or debit.pk in known.tries_made:
         return None
     if _owed(debit) <= 0 or debit.loan.status != LoanStatus.ACTIVE:
         return None
@@ -423,9 +429,20 @@ def _prefetch(debits: Sequence[ScheduledDebit], now: datetime) -> _Prefetched:
     busy = PaymentAttempt.objects.filter(
         loan_id__in={d.loan_id for d in debits}, status__in=OPEN_ATTEMPT_STATUSES
     ).values_list("loan_id", flat=True)
+    # Only a row that has been sent before can have made its current try's payment.
+    sent_before = {(d.loan.borrower_id, _try_key(d)): d.pk for d in debits if d.payment_id}
+    made = set(
+        Payment.objects.filter(
+            borrower_id__in={borrower for borrower, _ in sent_before},
+            idempotency_key__in={key for _, key in sent_before},
+        ).values_list("borrower_id", "idempotency_key")
+        if sent_before
+        else ()
+    )
     return _Prefetched(
         cards=_usable_cards_by_borrower((d.loan.borrower_id for d in debits), now),
         busy_loans=frozenset(busy),
+        tries_made=frozenset(pk for try_key, pk in sent_before.items() if try_key in made),
     )
 
 

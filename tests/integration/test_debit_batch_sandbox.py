@@ -187,6 +187,8 @@ def test_declined_lines_fail_on_the_batch_query_and_go_back_for_the_next_card(
     tokens = sorted(o.card_token for o in running_sandbox.sandbox.ledger.orders("unionpay"))
     expected = [f"{{token={_token(loan, card)}}}" for loan in loans for card in (0, 1)]
     assert tokens == sorted(expected)
+    # The retries went out together too: one more batch file, not one order each.
+    assert _counts(running_sandbox)["unionpay.batches"] == 2
 
 
 def test_a_batch_answer_lost_after_the_debits_is_settled_by_the_batch_query_once(
