@@ -25,6 +25,7 @@ from repayments.models import (
     PaymentEvent,
     ScheduledDebit,
 )
+from repayments.models.payments import ATTEMPT_STATUS_LABELS
 
 
 def pretty_json(value: object) -> SafeString:
@@ -132,5 +133,8 @@ class DebitBatchAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("lines by status"))
     def line_statuses(self, obj: DebitBatch) -> str:
-        counts = obj.attempts.order_by().values("status").annotate(lines=Count("pk"))
-        return ", ".join(f"{row['status']}: {row['lines']}" for row in counts.order_by("status"))
+        counts = obj.attempts.order_by("status").values("status").annotate(lines=Count("pk"))
+        return ", ".join(
+            f"{ATTEMPT_STATUS_LABELS.get(row['status'], row['status'])}: {row['lines']}"
+            for row in counts
+        )

@@ -155,6 +155,35 @@ def test_admin_sees_loans_and_users_with_masked_phones(page, live_server, demo, 
     assert_no_full_phone()
     shoot(page, "admin-users")
 
+    # A due-day batch file: its lines counted by status, in Chinese like the rest.
+    batch = _batch_of_the_demo_attempts()
+    page.goto(f"{base}/admin/repayments/debitbatch/{batch.pk}/change/")
+    assert "各状态笔数" in page.content()
+    assert f"{batch.line_count}" in page.locator(".field-line_count").inner_text()
+    shoot(page, "admin-debit-batch")
+
+
+def _batch_of_the_demo_attempts() -> Any:
+    """The demo's withholding attempts recorded as one batch file (as a due-day run would)."""
+    from django.db.models import Sum
+    from django.utils import timezone
+
+    from repayments.models import Channel, DebitBatch, PaymentAttempt
+
+    attempts = PaymentAttempt.objects.filter(channel=Channel.UNIONPAY)
+    now = timezone.now()
+    batch = DebitBatch.objects.create(
+        channel=Channel.UNIONPAY,
+        batch_no="0001",
+        placed_on=timezone.localdate(now),
+        placed_at=now,
+        sent_at=now,
+        line_count=attempts.count(),
+        total_amount=attempts.aggregate(total=Sum("amount"))["total"] or 0,
+    )
+    attempts.update(debit_batch=batch)
+    return batch
+
 
 def test_switching_to_english_translates_the_welcome_page(page, live_server):
     page.goto(f"{live_server.url}/")

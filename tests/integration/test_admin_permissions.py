@@ -194,6 +194,8 @@ def test_a_debit_batch_page_counts_its_lines_by_status(
         total_amount=Decimal("100.00"),
     )
     PaymentAttempt.objects.filter(pk=attempt.pk).update(debit_batch=batch)
-    page = admin_client.get(f"/admin/repayments/debitbatch/{batch.pk}/change/")
+    page = admin_client.get(
+        f"/admin/repayments/debitbatch/{batch.pk}/change/", HTTP_ACCEPT_LANGUAGE="en"
+    )
     assert page.status_code == 200
-    assert "submitting: 1" in page.content.decode()
+    assert "Submitting: 1" in page.content.decode()
