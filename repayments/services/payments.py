@@ -80,13 +80,10 @@ def payment_create(
     quote: SettlementQuote | None = None,
     initiated_by: Initiator = Initiator.BORROWER,
     actor: User | None = None,
-    savepoint: bool = True,
 ) -> Payment:
     """Create a payment for ``loan``; the same key and body return the same payment.
 
-    ``savepoint=False`` is for callers that create several payments in their own
-    transaction (its audit entries then join the caller's batch): a clash of keys
-    then raises IntegrityError and spoils that transaction instead of answering a replay.
+    Several at once, in the caller's transaction: :func:`payments_open_many`.
 
     :raises InvalidAmount: for a malformed amount.
     :raises IdempotencyKeyReused: when the key was used for a different body.
@@ -112,7 +109,7 @@ def payment_create(
     # Insert first: a replayed key is rare, and the unique index finds it (below)
     # without a look-up before every new payment.
     try:
-        with transaction.atomic(savepoint=savepoint), audit_batch():
+        with transaction.atomic(), audit_batch():
             payment = Payment.objects.create(
                 loan=loan,
                 borrower_id=loan.borrower_id,
@@ -130,7 +127,7 @@ def payment_create(
             PaymentEvent.objects.bulk_create(events)
     except IntegrityError:
         # Two requests with the same key raced; the loser answers like a replay.
-        if idempotency_key and savepoint:
+        if idempotency_key:
             replay = _replayed(loan.borrower_id, idempotency_key, fingerprint)
             if replay:
                 return replay
@@ -151,18 +148,14 @@ def attempt_open(
     channel: Channel,
     method_type: PaymentMethodType,
     now: datetime,
-    savepoint: bool = True,
 ) -> PaymentAttempt:
     """Start one channel try for the payment with a fresh merchant order number.
-
-    ``savepoint=False``: as for :func:`payment_create`; an error spoils the caller's
-    transaction, which must then be rolled back.
 
     :raises PaymentNotPayable: when the payment already succeeded or was cancelled.
     :raises MethodNotAllowed: when the loan product does not accept the method.
     :raises AttemptAlreadyOpen: while another attempt on the loan is unresolved.
     """
-    with transaction.atomic(savepoint=savepoint), audit_batch():
+    with transaction.atomic(), audit_batch():
         # Lock the payment only: the loan and product are read, and locking them
         # too would make every payment on one product wait for the others.
         payment = (
